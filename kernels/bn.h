@@ -1,0 +1,152 @@
+/*
+ * bn.h: the public interface of the WASM module (everything TypeScript sees).
+ *
+ * Memory: one shared WebAssembly.Memory, laid out by TypeScript (engine/memory_plan.ts). The
+ * module never allocates: TypeScript writes a bn_ctx (config, weight pointers, scratch pointers,
+ * batch) into memory and passes its address. Every field is 4 bytes (wasm32 pointers, u32, f32)
+ * so the TypeScript side can mirror the structs as flat u32 arrays; bn_abi_layout() returns the
+ * field offsets so that mirror is checked at start-up.
+ *
+ * Threads: N workers instantiate this module over the same memory, each with its own stack, and
+ * sit in bn_worker_loop(). The host (the HTTP isolate) posts a command by bumping
+ * pool.cmd_gen; every worker runs it with {ith, nth}; thread 0 publishes pool.done_gen.
+ */
+#ifndef BN_H
+#define BN_H
+
+#include <stdint.h>
+
+#define BN_EXPORT(name) __attribute__((export_name(#name), visibility("default")))
+
+typedef enum {
+  BN_STATUS_OK = 0,
+  BN_STATUS_ABORTED = 1,   /* the abort word was set; the step's outputs are undefined */
+  BN_STATUS_BAD_ARG = 2,   /* a batch field out of range (token, position, slot) */
+  BN_STATUS_BAD_CONFIG = 3 /* the config cannot be run (shape or type not supported) */
+} bn_status;
+
+enum { BN_KERNEL_REF = 0, BN_KERNEL_SIMD128 = 1, BN_KERNEL_RELAXED = 2 };
+enum { BN_ACT_RELU2 = 0, BN_ACT_SILU = 1 };
+/* ggml type ids used for the embedding and LM head */
+enum { BN_TYPE_F32 = 0, BN_TYPE_F16 = 1, BN_TYPE_Q8_0 = 8 };
+enum { BN_CMD_NONE = 0, BN_CMD_FORWARD = 1, BN_CMD_QUIT = 2, BN_CMD_MATMUL_TEST = 3 };
+
+/* Model shape. dim, ffn_dim multiples of 128 (I2_S blocks); head_dim multiple of 16. */
+typedef struct {
+  uint32_t dim;        /* residual width (2560) */
+  uint32_t n_layers;   /* 30 */
+  uint32_t n_heads;    /* 20 */
+  uint32_t n_kv_heads; /* 5 */
+  uint32_t head_dim;   /* 128 */
+  uint32_t ffn_dim;    /* 6912 */
+  uint32_t n_vocab;    /* 128256 */
+  uint32_t n_ctx;      /* positions per slot */
+  uint32_t n_slots;    /* sequences with their own KV cache */
+  uint32_t max_batch;  /* tokens per forward step */
+  uint32_t max_out;    /* logits rows per forward step */
+  uint32_t act;        /* BN_ACT_* */
+  uint32_t embd_type;  /* BN_TYPE_* of token_embd */
+  uint32_t head_type;  /* BN_TYPE_* of the LM head */
+  float norm_eps;
+} bn_config;
+
+/* One transformer block. Ternary weights are I2_S blobs: rows*cols/4 code bytes, then an f32 scale. */
+typedef struct {
+  const float *attn_norm;     /* [dim] */
+  const float *attn_sub_norm; /* [dim] */
+  const float *ffn_norm;      /* [dim] */
+  const float *ffn_sub_norm;  /* [ffn_dim] */
+  const uint8_t *wq;          /* [dim][dim] */
+  const uint8_t *wk;          /* [kv_dim][dim] */
+  const uint8_t *wv;          /* [kv_dim][dim] */
+  const uint8_t *wo;          /* [dim][dim] */
+  const uint8_t *w_gate;      /* [ffn_dim][dim] */
+  const uint8_t *w_up;        /* [ffn_dim][dim] */
+  const uint8_t *w_down;      /* [dim][ffn_dim] */
+} bn_layer;
+
+typedef struct {
+  const void *token_embd;    /* [n_vocab][dim] of embd_type */
+  const void *output;        /* [n_vocab][dim] of head_type (== token_embd when tied) */
+  const float *output_norm;  /* [dim] */
+  const float *rope_cos;     /* [n_ctx][head_dim/2] */
+  const float *rope_sin;     /* [n_ctx][head_dim/2] */
+  const bn_layer *layers;    /* [n_layers] */
+} bn_weights;
+
+/* Scratch and caches, sized for max_batch tokens / max_out logits rows / nth threads. */
+typedef struct {
+  float *x;        /* [max_batch][dim] residual stream */
+  float *xb;       /* [max_batch][max(dim, ffn_dim)] normed activations */
+  int8_t *xq;      /* [max_batch][max(dim, ffn_dim)] int8 activations */
+  float *xscale;   /* [max_batch] 127 / absmax */
+  int32_t *xsum;   /* [max_batch] sum of xq row */
+  float *q;        /* [max_batch][dim] queries after RoPE */
+  float *att;      /* [max_batch][dim] attention output */
+  float *hb;       /* [max_batch][ffn_dim] gate, then the FFN hidden state */
+  float *hb2;      /* [max_batch][ffn_dim] up */
+  float *scores;   /* [n_threads][n_ctx] attention probabilities, one row per thread */
+  int8_t *hq;      /* [max_out][dim] LM head activations (Q8_0 head only) */
+  float *hscale;   /* [max_out][dim/32] LM head activation block scales */
+  uint16_t *k_cache; /* [n_layers][n_slots][n_kv_heads][n_ctx][head_dim] f16 */
+  uint16_t *v_cache; /* same */
+  uint32_t n_threads; /* rows of `scores` */
+} bn_state;
+
+/* One forward step: n tokens (any mix of sequences), logits for n_out of them. */
+typedef struct {
+  uint32_t n_tokens;
+  uint32_t n_out;
+  const int32_t *tokens;  /* [n_tokens] */
+  const int32_t *pos;     /* [n_tokens] position within its slot */
+  const int32_t *slot;    /* [n_tokens] KV cache slot */
+  const int32_t *out_idx; /* [n_out] batch rows whose logits are wanted, ascending */
+  float *logits;          /* [n_out][n_vocab] */
+} bn_batch;
+
+/* A test-only command: Y[n][m] = W . X[n] on an I2_S matrix (checks kernels against _ref). */
+typedef struct {
+  const uint8_t *w;
+  uint32_t rows, cols, n;
+  const float *x; /* [n][cols] */
+  float *y;       /* [n][rows] */
+  int32_t *ydot;  /* [n][rows] raw integer dots (code . q) */
+} bn_matmul_test;
+
+/* Synchronisation words, each on its own 64-byte line. */
+typedef struct {
+  int32_t cmd_gen;  int32_t pad0[15];
+  int32_t done_gen; int32_t pad1[15];
+  int32_t abort;    int32_t pad2[15];
+  int32_t bar_count; int32_t pad3[15];
+  int32_t bar_gen;  int32_t pad4[15];
+  int32_t bar_sleepers; int32_t pad5[15];
+  int32_t cmd;
+  int32_t status;
+  int32_t nth;
+  int32_t spin;     /* barrier spin iterations before sleeping */
+  int32_t abort_latch[2]; /* the abort word as thread 0 saw it, per layer parity */
+  int32_t pad6[10];
+} bn_pool;
+
+typedef struct {
+  bn_config config;
+  bn_weights weights;
+  bn_state state;
+  bn_batch batch;
+  bn_matmul_test mm;
+  uint32_t kernel; /* BN_KERNEL_* */
+  bn_pool pool;
+} bn_ctx;
+
+/* exports */
+BN_EXPORT(bn_abi_layout) const uint32_t *bn_abi_layout(void);
+BN_EXPORT(bn_build_variant) uint32_t bn_build_variant(void);
+BN_EXPORT(bn_ctx_check) int32_t bn_ctx_check(const bn_ctx *ctx);
+BN_EXPORT(bn_worker_loop) int32_t bn_worker_loop(bn_ctx *ctx, int32_t ith);
+BN_EXPORT(bn_repack_tq2_0) int32_t bn_repack_tq2_0(const uint8_t *src, uint8_t *dst, uint32_t n, float *scale);
+BN_EXPORT(bn_repack_tq1_0) int32_t bn_repack_tq1_0(const uint8_t *src, uint8_t *dst, uint32_t n, float *scale);
+BN_EXPORT(bn_i2s_check) int32_t bn_i2s_check(const uint8_t *w, uint32_t n);
+BN_EXPORT(bn_quantize_q8_0_f16) void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n);
+
+#endif

@@ -1,0 +1,175 @@
+/*
+ * bn_impl.h: private helpers shared by the kernel files: SIMD availability, f16 conversion, the
+ * canonical float reduction order, expf, work splitting, the op table chosen once at start-up.
+ *
+ * Determinism contract: every float reduction uses the canonical order of bn_sum16 (16 partial
+ * sums s[i % 16], folded 8-4-2-1); scalar _ref code emulates it exactly, SIMD code keeps the
+ * 16 partials in four f32x4 registers. No FMA, no relaxed float ops: the only relaxed
+ * instruction used is the integer dot, whose results are exact for operands in range.
+ */
+#ifndef BN_IMPL_H
+#define BN_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <wasm_simd128.h>
+
+#include "bn.h"
+
+#ifdef __wasm_relaxed_simd__
+#define BN_RELAXED 1
+#else
+#define BN_RELAXED 0
+#endif
+
+#define BN_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define BN_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- bit casts ---- */
+static inline uint32_t bn_f32_bits(float f) { union { float f; uint32_t u; } v = { f }; return v.u; }
+static inline float bn_bits_f32(uint32_t u) { union { uint32_t u; float f; } v = { u }; return v.f; }
+
+/* ---- f16 <-> f32 (exact decode; encode rounds to nearest even and saturates to +-65504) ---- */
+static inline float bn_f16_to_f32(uint16_t h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+  const uint32_t em = (uint32_t)(h & 0x7fff);
+  float f = bn_bits_f32(em << 13) * bn_bits_f32(0x77800000u); /* x 2^112 re-biases, subnormals too */
+  if (em >= 0x7c00) f = bn_bits_f32(0x7f800000u | (em << 13)); /* inf / nan */
+  return bn_bits_f32(bn_f32_bits(f) | sign);
+}
+
+static inline v128_t bn_f16x4_to_f32x4(v128_t h32 /* u32 lanes holding f16 bits */) {
+  const v128_t sign = wasm_i32x4_shl(wasm_v128_and(h32, wasm_i32x4_splat(0x8000)), 16);
+  const v128_t em = wasm_v128_and(h32, wasm_i32x4_splat(0x7fff));
+  v128_t f = wasm_f32x4_mul(wasm_i32x4_shl(em, 13), wasm_i32x4_splat(0x77800000));
+  const v128_t special = wasm_i32x4_ge(em, wasm_i32x4_splat(0x7c00));
+  f = wasm_v128_bitselect(wasm_v128_or(wasm_i32x4_splat(0x7f800000), wasm_i32x4_shl(em, 13)), f, special);
+  return wasm_v128_or(f, sign);
+}
+
+static inline uint16_t bn_f32_to_f16(float f) {
+  uint32_t x = bn_f32_bits(f);
+  const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+  x &= 0x7fffffffu;
+  if (x > 0x7f800000u) return sign | 0x7e00;             /* nan */
+  if (x >= 0x477ff000u) return sign | 0x7bff;            /* >= 65520 rounds past max: saturate */
+  if (x < 0x38800000u) {                                 /* below the smallest normal f16 */
+    if (x < 0x33000000u) return sign;                    /* < 2^-25: rounds to zero */
+    const uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126 - e;                      /* 14..24 */
+    uint32_t v = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (v & 1))) v++;
+    return sign | (uint16_t)v;
+  }
+  uint32_t v = ((x - 0x38000000u) >> 13);                /* rebias exponent */
+  const uint32_t rem = x & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (v & 1))) v++;
+  if (v > 0x7bffu) v = 0x7bffu;
+  return sign | (uint16_t)v;
+}
+
+/* ---- canonical reduction: 16 partial sums folded 8-4-2-1 ---- */
+static inline float bn_fold16(float s[16]) {
+  for (int j = 0; j < 8; j++) s[j] = s[j] + s[j + 8];
+  for (int j = 0; j < 4; j++) s[j] = s[j] + s[j + 4];
+  s[0] = s[0] + s[2];
+  s[1] = s[1] + s[3];
+  return s[0] + s[1];
+}
+
+static inline float bn_fold16_v(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
+  const v128_t b0 = wasm_f32x4_add(a0, a2), b1 = wasm_f32x4_add(a1, a3);
+  const v128_t c = wasm_f32x4_add(b0, b1);
+  const v128_t d = wasm_f32x4_add(c, wasm_i32x4_shuffle(c, c, 2, 3, 2, 3));
+  return wasm_f32x4_extract_lane(d, 0) + wasm_f32x4_extract_lane(d, 1);
+}
+
+/* ---- expf: Cephes-style, identical scalar and SIMD op sequence; exp(x) = 0 for x < -86 ---- */
+#define BN_EXP_HI 88.3762626647949f
+#define BN_EXP_LO (-86.0f)
+static inline float bn_expf(float x) {
+  if (x < BN_EXP_LO) return 0.0f;
+  if (x > BN_EXP_HI) x = BN_EXP_HI;
+  const float n = __builtin_rintf(x * 1.44269504088896341f);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500E-4f;
+  p = p * r + 1.3981999507E-3f;
+  p = p * r + 8.3334519073E-3f;
+  p = p * r + 4.1665795894E-2f;
+  p = p * r + 1.6666665459E-1f;
+  p = p * r + 5.0000001201E-1f;
+  const float y = p * (r * r) + r + 1.0f;
+  return bn_bits_f32(bn_f32_bits(y) + ((uint32_t)(int32_t)n << 23));
+}
+
+static inline v128_t bn_expf_v(v128_t x) {
+  const v128_t under = wasm_f32x4_lt(x, wasm_f32x4_splat(BN_EXP_LO));
+  x = wasm_f32x4_pmin(wasm_f32x4_splat(BN_EXP_HI), x);
+  const v128_t n = wasm_f32x4_nearest(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(n, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(n, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500E-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507E-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073E-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894E-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459E-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201E-1f));
+  v128_t y = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, wasm_f32x4_mul(r, r)), r), wasm_f32x4_splat(1.0f));
+  y = wasm_i32x4_add(y, wasm_i32x4_shl(wasm_i32x4_trunc_sat_f32x4(n), 23));
+  return wasm_v128_andnot(y, under);
+}
+
+/* ---- work split: [lo, hi) of n items for thread ith, boundaries multiples of `align` ---- */
+static inline void bn_split(uint32_t n, int ith, int nth, uint32_t align, uint32_t *lo, uint32_t *hi) {
+  const uint32_t units = (n + align - 1) / align;
+  const uint32_t a = (uint32_t)(((uint64_t)units * (uint32_t)ith) / (uint32_t)nth);
+  const uint32_t b = (uint32_t)(((uint64_t)units * (uint32_t)(ith + 1)) / (uint32_t)nth);
+  *lo = BN_MIN(a * align, n);
+  *hi = BN_MIN(b * align, n);
+}
+
+/* ---- quantized activations of one matmul: int8 rows, their 127/absmax scale and sum ---- */
+typedef struct {
+  const int8_t *q; /* [n][ld] */
+  const float *scale;
+  const int32_t *sum;
+  uint32_t ld;
+  uint32_t n;
+} bn_qrows;
+
+/* ---- op table, filled once by bn_ops_select() ---- */
+typedef struct {
+  /* raw integer dots of rows [m0, m1) of an I2_S matrix with n int8 rows: dots[t][m - m0] */
+  void (*dot_i2_i8)(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+                    int32_t *dots, uint32_t ld_dots);
+  float (*dot_f32)(const float *a, const float *b, uint32_t n);
+  float (*dot_f32_f16)(const float *a, const uint16_t *b, uint32_t n);
+  /* one Q8_0 row (dim/32 blocks of f16 d + 32 int8) against int8 blocks with f32 scales */
+  float (*dot_q8_0_row)(const uint8_t *row, const int8_t *q, const float *qscale, uint32_t nblocks);
+  void (*quantize_i8)(const float *x, uint32_t n, int8_t *q, float *scale, int32_t *sum);
+  void (*rmsnorm)(float *y, const float *x, const float *w, uint32_t n, float eps);
+  void (*axpy_f16)(float *y, float a, const uint16_t *x, uint32_t n); /* y += a * x */
+  void (*exp_sub)(float *x, uint32_t n, float m);                   /* x = exp(x - m) */
+  float (*sum)(const float *x, uint32_t n);
+} bn_ops;
+
+const bn_ops *bn_ops_select(uint32_t kernel);
+
+/* the _ref twins, used directly by tests through BN_KERNEL_REF */
+extern const bn_ops bn_ops_ref;
+extern const bn_ops bn_ops_simd;
+
+/* pool.c */
+void bn_barrier(bn_pool *p, int nth);
+
+/* forward.c / attention.c / head.c */
+int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth);
+void bn_attention_token(const bn_ctx *c, const bn_ops *ops, uint32_t layer, uint32_t b, uint32_t h,
+                        float *scores);
+void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float *out);
+void bn_head_rows(const bn_ctx *c, const bn_ops *ops, uint32_t v0, uint32_t v1);
+void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j);
+
+#endif

@@ -1,0 +1,126 @@
+/*
+ * repack.c: load-time conversions into the compute layouts, done once, exactly.
+ *
+ * TQ2_0 (66-byte blocks of 256: qs[64], f16 d; element 128h + 32l + m in byte 32h+m at bits 2l)
+ * and TQ1_0 (54-byte blocks: qs[48], qh[4], f16 d; base-3 digits, spec §3.4) become I2_S
+ * (element j of a 128-block in byte j%32 at bits 6-2*(j/32), then the f32 scale). The codes
+ * {0,1,2} are the same in all three; the repack is exact only if every block with a nonzero trit
+ * has the same d, which is then the tensor's scale: otherwise BN_STATUS_BAD_CONFIG and the loader
+ * refuses the file as lossy. Also: checking I2_S codes (3 is not a valid code) and quantizing an
+ * F16 matrix to Q8_0. No allocation, no I/O.
+ */
+#include "bn_impl.h"
+
+static inline uint16_t bn_u16_at(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+
+/* common block scale: returns 0 on a mismatch; *have tracks whether one was seen */
+static int bn_scale_merge(uint16_t d, int nonzero, uint16_t *common, int *have) {
+  if (!nonzero) return 1;
+  if (!*have) { *common = d; *have = 1; return 1; }
+  return *common == d;
+}
+
+static void bn_i2s_finish(uint8_t *dst, uint32_t n, uint16_t common, int have, float *scale) {
+  const float beta = have ? bn_f16_to_f32(common) : 0.0f;
+  __builtin_memcpy(dst + n / 4, &beta, 4);
+  for (uint32_t i = 4; i < 32; i++) dst[n / 4 + i] = 0;
+  *scale = beta;
+}
+
+int32_t bn_repack_tq2_0(const uint8_t *src, uint8_t *dst, uint32_t n, float *scale) {
+  if (n % 256) return BN_STATUS_BAD_ARG;
+  uint16_t common = 0;
+  int have = 0;
+  for (uint32_t blk = 0; blk < n / 256; blk++) {
+    const uint8_t *b = src + 66 * blk;
+    uint8_t *o = dst + 64 * blk; /* two I2_S blocks of 32 bytes */
+    int nonzero = 0;
+    for (uint32_t i = 0; i < 64; i++) {
+      const uint8_t v = b[i];
+      /* reverse the order of the four 2-bit fields: bits 2l -> bits 6-2l */
+      o[i] = (uint8_t)(((v & 3) << 6) | (((v >> 2) & 3) << 4) | (((v >> 4) & 3) << 2) | ((v >> 6) & 3));
+      if (v != 0x55) nonzero = 1; /* 0x55 = four codes of 1 = four zero trits */
+      if (((v & 3) == 3) | (((v >> 2) & 3) == 3) | (((v >> 4) & 3) == 3) | ((v >> 6) == 3)) return BN_STATUS_BAD_CONFIG;
+    }
+    if (!bn_scale_merge(bn_u16_at(b + 64), nonzero, &common, &have)) return BN_STATUS_BAD_CONFIG;
+  }
+  bn_i2s_finish(dst, n, common, have, scale);
+  return BN_STATUS_OK;
+}
+
+/* trit n (0 = most significant) of a base-3 byte stored as ceil(q * 256 / 243) */
+static inline uint32_t bn_trit(uint8_t byte, uint32_t n) {
+  static const uint8_t pow3[5] = { 1, 3, 9, 27, 81 };
+  const uint8_t q = (uint8_t)(byte * pow3[n]);
+  return ((uint32_t)q * 3) >> 8;
+}
+
+static inline void bn_put_code(uint8_t *dst, uint32_t e, uint32_t code) {
+  const uint32_t blk = e >> 7, j = e & 127;
+  dst[blk * 32 + (j & 31)] |= (uint8_t)(code << (6 - 2 * (j >> 5)));
+}
+
+int32_t bn_repack_tq1_0(const uint8_t *src, uint8_t *dst, uint32_t n, float *scale) {
+  if (n % 256) return BN_STATUS_BAD_ARG;
+  for (uint32_t i = 0; i < n / 4; i++) dst[i] = 0;
+  uint16_t common = 0;
+  int have = 0;
+  for (uint32_t blk = 0; blk < n / 256; blk++) {
+    const uint8_t *b = src + 54 * blk;
+    const uint32_t e0 = blk * 256;
+    int nonzero = 0;
+    uint32_t code;
+#define BN_PUT(e, byte, t)                              \
+  do {                                                  \
+    code = bn_trit((byte), (t));                        \
+    if (code > 2) return BN_STATUS_BAD_CONFIG;          \
+    nonzero |= code != 1;                               \
+    bn_put_code(dst, e0 + (e), code);                   \
+  } while (0)
+    for (uint32_t t = 0; t < 5; t++)
+      for (uint32_t m = 0; m < 32; m++) BN_PUT(t * 32 + m, b[m], t);
+    for (uint32_t t = 0; t < 5; t++)
+      for (uint32_t m = 0; m < 16; m++) BN_PUT(160 + t * 16 + m, b[32 + m], t);
+    for (uint32_t t = 0; t < 4; t++)
+      for (uint32_t j = 0; j < 4; j++) BN_PUT(240 + t * 4 + j, b[48 + j], t);
+#undef BN_PUT
+    if (!bn_scale_merge(bn_u16_at(b + 52), nonzero, &common, &have)) return BN_STATUS_BAD_CONFIG;
+  }
+  bn_i2s_finish(dst, n, common, have, scale);
+  return BN_STATUS_OK;
+}
+
+int32_t bn_i2s_check(const uint8_t *w, uint32_t n) {
+  /* a byte holds a code 3 iff some 2-bit field has both bits set */
+  v128_t bad = wasm_i8x16_splat(0);
+  const v128_t lo = wasm_i8x16_splat(0x55);
+  uint32_t i = 0;
+  for (; i + 16 <= n / 4; i += 16) {
+    const v128_t v = wasm_v128_load(w + i);
+    bad = wasm_v128_or(bad, wasm_v128_and(wasm_v128_and(v, wasm_u8x16_shr(v, 1)), lo));
+  }
+  int any = wasm_v128_any_true(bad);
+  for (; i < n / 4; i++) any |= (w[i] & (w[i] >> 1) & 0x55) != 0;
+  return any ? BN_STATUS_BAD_CONFIG : BN_STATUS_OK;
+}
+
+void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n) {
+  for (uint32_t k = 0; k < n / 32; k++) {
+    float v[32], amax = 0.0f;
+    for (uint32_t i = 0; i < 32; i++) {
+      v[i] = bn_f16_to_f32(src[32 * k + i]);
+      const float a = __builtin_fabsf(v[i]);
+      amax = a > amax ? a : amax;
+    }
+    const uint16_t dh = bn_f32_to_f16(amax / 127.0f);
+    const float d = bn_f16_to_f32(dh), id = d > 0.0f ? 1.0f / d : 0.0f;
+    uint8_t *o = dst + 34 * k;
+    o[0] = (uint8_t)(dh & 0xff);
+    o[1] = (uint8_t)(dh >> 8);
+    for (uint32_t i = 0; i < 32; i++) {
+      float r = __builtin_rintf(v[i] * id);
+      r = r > 127.0f ? 127.0f : (r < -127.0f ? -127.0f : r);
+      o[2 + i] = (uint8_t)(int8_t)r;
+    }
+  }
+}

@@ -1,0 +1,216 @@
+/*
+ * vec.c: float vector ops and per-token int8 activation quantization, each with its scalar _ref
+ * twin. Lengths passed to dot/rmsnorm/quantize are multiples of 16 (dims are multiples of 128);
+ * exp_sub and sum take any length. Float reductions follow the canonical order of bn_fold16, so
+ * _ref and SIMD results are bit-identical. No allocation, no I/O.
+ */
+#include "bn_impl.h"
+
+/* ================================ _ref ================================ */
+
+static float bn_dot_f32_ref(const float *a, const float *b, uint32_t n) {
+  float s[16] = { 0 };
+  for (uint32_t i = 0; i < n; i++) s[i & 15] = s[i & 15] + a[i] * b[i];
+  return bn_fold16(s);
+}
+
+static float bn_dot_f32_f16_ref(const float *a, const uint16_t *b, uint32_t n) {
+  float s[16] = { 0 };
+  for (uint32_t i = 0; i < n; i++) s[i & 15] = s[i & 15] + a[i] * bn_f16_to_f32(b[i]);
+  return bn_fold16(s);
+}
+
+/* Q8_0 row (blocks of f16 d + 32 int8) . activation blocks (int8 + f32 scale): sequential over blocks */
+static float bn_dot_q8_0_row_ref(const uint8_t *row, const int8_t *q, const float *qscale, uint32_t nblocks) {
+  float acc = 0.0f;
+  for (uint32_t k = 0; k < nblocks; k++) {
+    const uint8_t *blk = row + 34 * k;
+    const int8_t *w = (const int8_t *)(blk + 2);
+    int32_t s = 0;
+    for (int i = 0; i < 32; i++) s += (int32_t)w[i] * (int32_t)q[32 * k + i];
+    const uint16_t d = (uint16_t)(blk[0] | (blk[1] << 8));
+    acc = acc + (float)s * (bn_f16_to_f32(d) * qscale[k]);
+  }
+  return acc;
+}
+
+static void bn_quantize_i8_ref(const float *x, uint32_t n, int8_t *q, float *scale, int32_t *sum) {
+  float amax = 0.0f;
+  for (uint32_t i = 0; i < n; i++) {
+    const float a = __builtin_fabsf(x[i]);
+    amax = a > amax ? a : amax;
+  }
+  const float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+  int32_t total = 0;
+  for (uint32_t i = 0; i < n; i++) {
+    float v = __builtin_rintf(x[i] * s); /* f32.nearest: round half to even */
+    v = v < -128.0f ? -128.0f : (v > 127.0f ? 127.0f : v);
+    q[i] = (int8_t)v;
+    total += q[i];
+  }
+  *scale = s;
+  *sum = total;
+}
+
+static void bn_rmsnorm_ref(float *y, const float *x, const float *w, uint32_t n, float eps) {
+  float s[16] = { 0 };
+  for (uint32_t i = 0; i < n; i++) s[i & 15] = s[i & 15] + x[i] * x[i];
+  const float scale = 1.0f / __builtin_sqrtf(bn_fold16(s) / (float)n + eps);
+  for (uint32_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+}
+
+static void bn_axpy_f16_ref(float *y, float a, const uint16_t *x, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) y[i] = y[i] + a * bn_f16_to_f32(x[i]);
+}
+
+static void bn_exp_sub_ref(float *x, uint32_t n, float m) {
+  for (uint32_t i = 0; i < n; i++) x[i] = bn_expf(x[i] - m);
+}
+
+static float bn_sum_ref(const float *x, uint32_t n) {
+  float s[16] = { 0 };
+  const uint32_t padded = (n + 15) & ~15u; /* SIMD adds +0.0 in the padding lanes: do the same */
+  for (uint32_t i = 0; i < padded; i++) s[i & 15] = s[i & 15] + (i < n ? x[i] : 0.0f);
+  return bn_fold16(s);
+}
+
+void bn_dot_i2_i8_ref(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+                      int32_t *dots, uint32_t ld_dots);
+void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+                       int32_t *dots, uint32_t ld_dots);
+
+const bn_ops bn_ops_ref = {
+  .dot_i2_i8 = bn_dot_i2_i8_ref,
+  .dot_f32 = bn_dot_f32_ref,
+  .dot_f32_f16 = bn_dot_f32_f16_ref,
+  .dot_q8_0_row = bn_dot_q8_0_row_ref,
+  .quantize_i8 = bn_quantize_i8_ref,
+  .rmsnorm = bn_rmsnorm_ref,
+  .axpy_f16 = bn_axpy_f16_ref,
+  .exp_sub = bn_exp_sub_ref,
+  .sum = bn_sum_ref,
+};
+
+/* ================================ SIMD ================================ */
+
+static float bn_dot_f32_simd(const float *a, const float *b, uint32_t n) {
+  v128_t s0 = wasm_f32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
+  for (uint32_t i = 0; i < n; i += 16) {
+    s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(a + i), wasm_v128_load(b + i)));
+    s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(a + i + 4), wasm_v128_load(b + i + 4)));
+    s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(wasm_v128_load(a + i + 8), wasm_v128_load(b + i + 8)));
+    s3 = wasm_f32x4_add(s3, wasm_f32x4_mul(wasm_v128_load(a + i + 12), wasm_v128_load(b + i + 12)));
+  }
+  return bn_fold16_v(s0, s1, s2, s3);
+}
+
+static float bn_dot_f32_f16_simd(const float *a, const uint16_t *b, uint32_t n) {
+  v128_t s0 = wasm_f32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
+  for (uint32_t i = 0; i < n; i += 16) {
+    const v128_t h0 = wasm_v128_load(b + i), h1 = wasm_v128_load(b + i + 8);
+    const v128_t f0 = bn_f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h0));
+    const v128_t f1 = bn_f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h0));
+    const v128_t f2 = bn_f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h1));
+    const v128_t f3 = bn_f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h1));
+    s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(a + i), f0));
+    s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(a + i + 4), f1));
+    s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(wasm_v128_load(a + i + 8), f2));
+    s3 = wasm_f32x4_add(s3, wasm_f32x4_mul(wasm_v128_load(a + i + 12), f3));
+  }
+  return bn_fold16_v(s0, s1, s2, s3);
+}
+
+static float bn_dot_q8_0_row_simd(const uint8_t *row, const int8_t *q, const float *qscale, uint32_t nblocks) {
+  float acc = 0.0f;
+  for (uint32_t k = 0; k < nblocks; k++) {
+    const uint8_t *blk = row + 34 * k;
+    const v128_t w0 = wasm_v128_load(blk + 2), w1 = wasm_v128_load(blk + 18);
+    const v128_t a0 = wasm_v128_load(q + 32 * k), a1 = wasm_v128_load(q + 32 * k + 16);
+    v128_t s = wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a0), wasm_i16x8_extend_low_i8x16(w0));
+    s = wasm_i32x4_add(s, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a0), wasm_i16x8_extend_high_i8x16(w0)));
+    s = wasm_i32x4_add(s, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_low_i8x16(a1), wasm_i16x8_extend_low_i8x16(w1)));
+    s = wasm_i32x4_add(s, wasm_i32x4_dot_i16x8(wasm_i16x8_extend_high_i8x16(a1), wasm_i16x8_extend_high_i8x16(w1)));
+    const int32_t si = wasm_i32x4_extract_lane(s, 0) + wasm_i32x4_extract_lane(s, 1) + wasm_i32x4_extract_lane(s, 2) +
+                       wasm_i32x4_extract_lane(s, 3);
+    const uint16_t d = (uint16_t)(blk[0] | (blk[1] << 8));
+    acc = acc + (float)si * (bn_f16_to_f32(d) * qscale[k]);
+  }
+  return acc;
+}
+
+static void bn_quantize_i8_simd(const float *x, uint32_t n, int8_t *q, float *scale, int32_t *sum) {
+  v128_t m = wasm_f32x4_splat(0);
+  for (uint32_t i = 0; i < n; i += 4) m = wasm_f32x4_pmax(m, wasm_f32x4_abs(wasm_v128_load(x + i)));
+  m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+  m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+  const float amax = wasm_f32x4_extract_lane(m, 0);
+  const float s = 127.0f / (amax > 1e-5f ? amax : 1e-5f);
+  const v128_t vs = wasm_f32x4_splat(s);
+  v128_t total = wasm_i32x4_splat(0);
+  for (uint32_t i = 0; i < n; i += 16) {
+    v128_t r[4];
+    for (int k = 0; k < 4; k++)
+      r[k] = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(wasm_f32x4_mul(wasm_v128_load(x + i + 4 * k), vs)));
+    const v128_t w0 = wasm_i16x8_narrow_i32x4(r[0], r[1]), w1 = wasm_i16x8_narrow_i32x4(r[2], r[3]);
+    const v128_t b = wasm_i8x16_narrow_i16x8(w0, w1);
+    wasm_v128_store(q + i, b);
+    total = wasm_i32x4_add(total, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extadd_pairwise_i8x16(b)));
+  }
+  *scale = s;
+  *sum = wasm_i32x4_extract_lane(total, 0) + wasm_i32x4_extract_lane(total, 1) + wasm_i32x4_extract_lane(total, 2) +
+         wasm_i32x4_extract_lane(total, 3);
+}
+
+static void bn_rmsnorm_simd(float *y, const float *x, const float *w, uint32_t n, float eps) {
+  const float scale = 1.0f / __builtin_sqrtf(bn_dot_f32_simd(x, x, n) / (float)n + eps);
+  const v128_t vs = wasm_f32x4_splat(scale);
+  for (uint32_t i = 0; i < n; i += 4)
+    wasm_v128_store(y + i, wasm_f32x4_mul(wasm_f32x4_mul(wasm_v128_load(x + i), vs), wasm_v128_load(w + i)));
+}
+
+static void bn_axpy_f16_simd(float *y, float a, const uint16_t *x, uint32_t n) {
+  const v128_t va = wasm_f32x4_splat(a);
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const v128_t h = wasm_v128_load(x + i);
+    const v128_t f0 = bn_f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h));
+    const v128_t f1 = bn_f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h));
+    wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(va, f0)));
+    wasm_v128_store(y + i + 4, wasm_f32x4_add(wasm_v128_load(y + i + 4), wasm_f32x4_mul(va, f1)));
+  }
+  for (; i < n; i++) y[i] = y[i] + a * bn_f16_to_f32(x[i]);
+}
+
+static void bn_exp_sub_simd(float *x, uint32_t n, float m) {
+  const v128_t vm = wasm_f32x4_splat(m);
+  uint32_t i = 0;
+  for (; i + 4 <= n; i += 4) wasm_v128_store(x + i, bn_expf_v(wasm_f32x4_sub(wasm_v128_load(x + i), vm)));
+  for (; i < n; i++) x[i] = bn_expf(x[i] - m);
+}
+
+static float bn_sum_simd(const float *x, uint32_t n) {
+  v128_t s[4] = { wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0), wasm_f32x4_splat(0) };
+  uint32_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 4; k++) s[k] = wasm_f32x4_add(s[k], wasm_v128_load(x + i + 4 * k));
+  if (i < n) {
+    float tail[16] = { 0 };
+    for (uint32_t j = i; j < n; j++) tail[j - i] = x[j];
+    for (int k = 0; k < 4; k++) s[k] = wasm_f32x4_add(s[k], wasm_v128_load(tail + 4 * k));
+  }
+  return bn_fold16_v(s[0], s[1], s[2], s[3]);
+}
+
+const bn_ops bn_ops_simd = {
+  .dot_i2_i8 = bn_dot_i2_i8_simd,
+  .dot_f32 = bn_dot_f32_simd,
+  .dot_f32_f16 = bn_dot_f32_f16_simd,
+  .dot_q8_0_row = bn_dot_q8_0_row_simd,
+  .quantize_i8 = bn_quantize_i8_simd,
+  .rmsnorm = bn_rmsnorm_simd,
+  .axpy_f16 = bn_axpy_f16_simd,
+  .exp_sub = bn_exp_sub_simd,
+  .sum = bn_sum_simd,
+};
+
+const bn_ops *bn_ops_select(uint32_t kernel) { return kernel == BN_KERNEL_REF ? &bn_ops_ref : &bn_ops_simd; }

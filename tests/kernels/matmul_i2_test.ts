@@ -1,0 +1,93 @@
+/**
+ * The ternary matmul kernels (kernels/matmul_i2.c) against a plain TypeScript reference: integer
+ * dots must match exactly, and the BitLinear outputs bit for bit (the f32 epilogue is emulated with
+ * Math.fround), for every variant, odd shapes and thread counts 1, 2, 3 and 8.
+ */
+import { deepStrictEqual as assertEquals, equal } from "node:assert/strict";
+import { packI2S } from "../../engine/ternary_pack.ts";
+import { runMatmul } from "../_kernel_harness.ts";
+import type { KernelVariant } from "../../wasm/loader.ts";
+
+function rng(seed: number) {
+  return () => {
+    seed = (seed + 0x9e3779b9) | 0;
+    let t = seed ^ (seed >>> 16);
+    t = Math.imul(t, 0x21f0aaad);
+    t ^= t >>> 15;
+    t = Math.imul(t, 0x735a2d97);
+    return ((t ^ (t >>> 15)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** f32.nearest */
+function rint(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** The spec's BitLinear in f32 steps: what the kernels must produce bit for bit. */
+function reference(trits: Int8Array, beta: number, rows: number, cols: number, x: Float32Array) {
+  const f = Math.fround, n = x.length / cols;
+  const dots = new Int32Array(n * rows), y = new Float32Array(n * rows);
+  for (let t = 0; t < n; t++) {
+    const xr = x.subarray(t * cols, (t + 1) * cols);
+    let amax = 0;
+    for (const v of xr) amax = Math.max(amax, Math.abs(v));
+    const s = f(127 / Math.max(amax, f(1e-5)));
+    const q = Array.from(xr, (v) => Math.max(-128, Math.min(127, rint(f(v * s)))));
+    const sum = q.reduce((a, b) => a + b, 0);
+    for (let m = 0; m < rows; m++) {
+      let d = 0;
+      for (let j = 0; j < cols; j++) d += (trits[m * cols + j] + 1) * q[j];
+      dots[t * rows + m] = d;
+      y[t * rows + m] = f(f((d - sum) / s) * beta);
+    }
+  }
+  return { dots, y };
+}
+
+function problem(seed: number, rows: number, cols: number, n: number, scale = 4) {
+  const r = rng(seed);
+  const trits = Int8Array.from({ length: rows * cols }, () => Math.floor(r() * 3) - 1);
+  const x = Float32Array.from({ length: n * cols }, () => (r() - 0.5) * scale);
+  return { trits, x, beta: Math.fround(0.5 + r() * 2) };
+}
+
+const VARIANTS: KernelVariant[] = ["ref", "simd128", "relaxed"];
+
+for (const [rows, cols, n] of [[1, 128, 1], [3, 384, 1], [17, 640, 3], [130, 256, 33], [64, 1280, 2]]) {
+  Deno.test(`dot_i2_i8 matches the reference exactly for ${rows}x${cols} with ${n} activation rows`, async () => {
+    const { trits, x, beta } = problem(rows * 7 + cols + n, rows, cols, n);
+    const want = reference(trits, beta, rows, cols, x);
+    const w = packI2S(trits, beta);
+    for (const variant of VARIANTS) {
+      for (const threads of [1, 2, 3, 8]) {
+        const got = await runMatmul(variant, threads, w, rows, cols, x);
+        equal(got.status, 0);
+        assertEquals(got.dots, want.dots, `${variant} x ${threads} threads: integer dots`);
+        assertEquals(got.y, want.y, `${variant} x ${threads} threads: outputs`);
+      }
+    }
+  });
+}
+
+Deno.test("dot_i2_i8 handles all-zero activations (absmax floor 1e-5) and extreme magnitudes", async () => {
+  for (const scale of [0, 1e-9, 1e30]) {
+    const { trits, x, beta } = problem(99, 8, 256, 2, scale);
+    const want = reference(trits, beta, 8, 256, x);
+    const got = await runMatmul("relaxed", 2, packI2S(trits, beta), 8, 256, x);
+    assertEquals(got.dots, want.dots, `scale ${scale}`);
+    assertEquals(got.y, want.y, `scale ${scale}`);
+  }
+});
+
+Deno.test("dot_i2_i8 is exact at the largest codes and activations (all +1 trits, activations +-127)", async () => {
+  const rows = 4, cols = 6912;
+  const trits = new Int8Array(rows * cols).fill(1);
+  const x = Float32Array.from({ length: cols }, (_, j) => (j % 2 ? 1 : -1));
+  const want = reference(trits, 1, rows, cols, x);
+  for (const variant of VARIANTS) {
+    const got = await runMatmul(variant, 1, packI2S(trits, 1), rows, cols, x);
+    assertEquals(got.dots, want.dots, variant);
+  }
+});

@@ -1,0 +1,175 @@
+/**
+ * The only file that touches the WASM module's exports: picks and compiles a build, reads the
+ * struct layout the module reports, runs load-time helpers on the host isolate, and runs the
+ * worker side of the thread pool (see `worker.ts`).
+ *
+ * @module
+ */
+
+/** Kernel variants: `ref` (scalar twins, in the simd128 build), `simd128`, `relaxed`. */
+export type KernelVariant = "ref" | "simd128" | "relaxed";
+
+export const KERNEL_IDS: Readonly<Record<KernelVariant, number>> = { ref: 0, simd128: 1, relaxed: 2 };
+
+/** Status codes returned by the kernels (`bn_status` in kernels/bn.h). */
+export const BN_STATUS = { OK: 0, ABORTED: 1, BAD_ARG: 2, BAD_CONFIG: 3 } as const;
+
+/** Commands posted to the pool (`BN_CMD_*`). */
+export const BN_CMD = { NONE: 0, FORWARD: 1, QUIT: 2, MATMUL_TEST: 3 } as const;
+
+/** Bytes of stack each instance gets (the module is linked with a 64 KiB stack). */
+export const STACK_BYTES = 64 * 1024;
+
+/** A compiled kernel module and the variant it runs. */
+export interface KernelModule {
+  readonly variant: KernelVariant;
+  readonly module: WebAssembly.Module;
+  /** First free byte after the module's static data and default stack. */
+  readonly heapBase: number;
+  /** The bn_ctx layout this build reports. */
+  readonly abi: AbiLayout;
+}
+
+interface BnExports {
+  memory?: WebAssembly.Memory;
+  __stack_pointer: WebAssembly.Global;
+  __heap_base: WebAssembly.Global;
+  bn_abi_layout(): number;
+  bn_build_variant(): number;
+  bn_ctx_check(ctx: number): number;
+  bn_worker_loop(ctx: number, ith: number): number;
+  bn_repack_tq2_0(src: number, dst: number, n: number, scale: number): number;
+  bn_repack_tq1_0(src: number, dst: number, n: number, scale: number): number;
+  bn_i2s_check(w: number, n: number): number;
+  bn_quantize_q8_0_f16(src: number, dst: number, n: number): void;
+}
+
+const WASM_DIR = new URL("./", import.meta.url);
+
+/** Whether this runtime accepts the relaxed-SIMD build. */
+export function relaxedSimdSupported(): boolean {
+  return WebAssembly.validate(Deno.readFileSync(new URL("bn-relaxed.wasm", WASM_DIR)));
+}
+
+/** The best variant this runtime can run. */
+export function detectKernel(): KernelVariant {
+  return relaxedSimdSupported() ? "relaxed" : "simd128";
+}
+
+/**
+ * Compiles the build for `variant`.
+ *
+ * @example
+ * ```ts
+ * const km = await compileKernel("simd128");
+ * ```
+ */
+export async function compileKernel(variant: KernelVariant): Promise<KernelModule> {
+  if (variant === "relaxed" && !relaxedSimdSupported()) {
+    throw new TypeError('Kernel "relaxed" is not supported by this runtime (no relaxed SIMD); use "simd128"');
+  }
+  const file = variant === "relaxed" ? "bn-relaxed.wasm" : "bn-simd128.wasm";
+  const module = await WebAssembly.compile(await Deno.readFile(new URL(file, WASM_DIR)));
+  // __heap_base is an immutable global: a throwaway instance over a scratch memory reads it
+  const memory = new WebAssembly.Memory({ initial: 32, maximum: 65536, shared: true });
+  const probe = await instantiate(module, memory);
+  return { variant, module, heapBase: probe.__heap_base.value as number, abi: readAbi(probe, memory) };
+}
+
+async function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<BnExports> {
+  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  return instance.exports as unknown as BnExports;
+}
+
+/** Field offsets of `bn_ctx` by dotted name, as the module reports them. */
+export interface AbiLayout {
+  readonly ctxBytes: number;
+  readonly layerBytes: number;
+  readonly offsets: ReadonlyMap<string, number>;
+}
+
+/**
+ * The host isolate's instance: load-time helpers only (it never runs a forward pass, so the HTTP
+ * isolate never blocks on compute).
+ */
+export class WasmHost {
+  readonly #x: BnExports;
+  readonly memory: WebAssembly.Memory;
+  readonly abi: AbiLayout;
+  /** Scratch word (4 bytes) the host uses for out-parameters. */
+  readonly #scratch: number;
+
+  private constructor(x: BnExports, memory: WebAssembly.Memory, scratch: number) {
+    this.#x = x;
+    this.memory = memory;
+    this.#scratch = scratch;
+    this.abi = readAbi(x, memory);
+  }
+
+  /** Instantiates `km` over `memory` with its stack ending at `stackTop` and a 16-byte scratch below it. */
+  static async create(km: KernelModule, memory: WebAssembly.Memory, stackTop: number): Promise<WasmHost> {
+    const x = await instantiate(km.module, memory);
+    x.__stack_pointer.value = stackTop - 16;
+    if (x.bn_build_variant() !== (km.variant === "relaxed" ? 2 : 1)) throw new Error("kernel build mismatch");
+    return new WasmHost(x, memory, stackTop - 16);
+  }
+
+  /** `bn_ctx_check`: 0 when the written config can run. */
+  checkCtx(ctx: number): number {
+    return this.#x.bn_ctx_check(ctx);
+  }
+
+  /** Repacks a TQ2_0 / TQ1_0 tensor of `n` elements at `src` into I2_S at `dst`; returns its scale or null if lossy. */
+  repackTernary(kind: "tq2_0" | "tq1_0", src: number, dst: number, n: number): number | null {
+    const fn = kind === "tq2_0" ? this.#x.bn_repack_tq2_0 : this.#x.bn_repack_tq1_0;
+    const status = fn(src, dst, n, this.#scratch);
+    if (status !== BN_STATUS.OK) return null;
+    return new Float32Array(this.memory.buffer, this.#scratch, 1)[0];
+  }
+
+  /** True when the I2_S codes at `w` (n elements) are all valid (no code 3). */
+  i2sValid(w: number, n: number): boolean {
+    return this.#x.bn_i2s_check(w, n) === BN_STATUS.OK;
+  }
+
+  /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */
+  quantizeQ8_0(src: number, dst: number, n: number): void {
+    this.#x.bn_quantize_q8_0_f16(src, dst, n);
+  }
+}
+
+function readAbi(x: BnExports, memory: WebAssembly.Memory): AbiLayout {
+  const table = x.bn_abi_layout();
+  const u32 = new Uint32Array(memory.buffer);
+  const bytes = new Uint8Array(memory.buffer);
+  const base = table >>> 2;
+  const n = u32[base + 2];
+  const offsets = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const ptr = u32[base + 3 + 2 * i];
+    let end = ptr;
+    while (bytes[end] !== 0) end++;
+    offsets.set(new TextDecoder().decode(bytes.slice(ptr, end)), u32[base + 4 + 2 * i]);
+  }
+  return { ctxBytes: u32[base], layerBytes: u32[base + 1], offsets };
+}
+
+/** Message a pool worker receives once, at start. */
+export interface WorkerInit {
+  readonly module: WebAssembly.Module;
+  readonly memory: WebAssembly.Memory;
+  readonly ctx: number;
+  readonly ith: number;
+  readonly stackTop: number;
+}
+
+/**
+ * The worker side: instantiate, report ready, then sit in `bn_worker_loop` until BN_CMD_QUIT.
+ * `ready` is called between instantiation and entering the loop.
+ */
+export async function runWorker(init: WorkerInit, ready: () => void): Promise<number> {
+  const x = await instantiate(init.module, init.memory);
+  x.__stack_pointer.value = init.stackTop;
+  ready();
+  return x.bn_worker_loop(init.ctx, init.ith);
+}
