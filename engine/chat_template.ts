@@ -1,0 +1,152 @@
+/**
+ * The chat format BitNet b1.58 2B4T was trained on (its Hugging Face `tokenizer_config.json`):
+ *
+ * ```
+ * <|begin_of_text|>System: {system}<|eot_id|>User: {user}<|eot_id|>Assistant: {reply}<|eot_id|>...Assistant:
+ * ```
+ *
+ * Each message is `Capitalized(role) + ": " + content.trim() + "<|eot_id|>"` (trim as Jinja's `trim`,
+ * i.e. Python's `str.strip()`), then `"Assistant: "` when a generation prompt is wanted. BOS is not
+ * part of the template: the tokenizer adds exactly one.
+ *
+ * The template embedded in the official GGUF is ignored on purpose: it is a placeholder written by
+ * the converter (`"Human: " ... "\n\nBITNETAssistant: "` followed by EOS, system messages dropped)
+ * that the model was never trained on; with it the model loops or never stops (spec §4.4, §6.3).
+ *
+ * Injection: {@linkcode encodeChat} tokenizes message text with `parseSpecial: false` and inserts
+ * the template's own `<|eot_id|>` by id, so a user who types `<|eot_id|>` gets plain text tokens,
+ * never a turn boundary.
+ *
+ * @module
+ */
+
+import type { Tokenizer } from "./tokenizer.ts";
+
+/** The roles the 2B4T format knows. */
+export type ChatRole = "system" | "user" | "assistant";
+
+/** One chat message. */
+export interface ChatMessage {
+  role: ChatRole;
+  content: string;
+}
+
+/** Options of the chat template functions. */
+export interface ChatTemplateOptions {
+  /** Append `"Assistant: "` so the model writes the next reply; default true. */
+  addGenerationPrompt?: boolean;
+}
+
+/** A piece of a rendered chat: plain text, or the end-of-turn special token. */
+export type ChatSegment = { kind: "text"; text: string } | { kind: "eot" };
+
+const EOT_TEXT = "<|eot_id|>";
+const ROLE_PREFIX: Readonly<Record<ChatRole, string>> = {
+  system: "System: ",
+  user: "User: ",
+  assistant: "Assistant: ",
+};
+// Python's str.strip() whitespace (str.isspace), which differs from String.prototype.trim().
+const PY_SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "g");
+
+/**
+ * Renders messages as segments: text to tokenize as plain text, and end-of-turn markers.
+ *
+ * @example
+ * ```ts
+ * import { chatSegments } from "./chat_template.ts";
+ * chatSegments([{ role: "user", content: " Hi " }]);
+ * // [{ kind: "text", text: "User: Hi" }, { kind: "eot" }, { kind: "text", text: "Assistant: " }]
+ * ```
+ */
+export function chatSegments(
+  messages: readonly ChatMessage[],
+  options: ChatTemplateOptions = {},
+): ChatSegment[] {
+  const out: ChatSegment[] = [];
+  messages.forEach((m, i) => {
+    const prefix = Object.hasOwn(ROLE_PREFIX, m?.role) ? ROLE_PREFIX[m.role] : undefined;
+    if (prefix === undefined) {
+      throw new TypeError(
+        `Cannot render chat: messages[${i}].role is ${
+          JSON.stringify(m?.role)
+        }, expected "system", "user" or "assistant"`,
+      );
+    }
+    if (typeof m.content !== "string") {
+      throw new TypeError(
+        `Cannot render chat: messages[${i}].content is ${typeof m.content}, expected a string`,
+      );
+    }
+    out.push({ kind: "text", text: prefix + m.content.replace(PY_STRIP, "") }, { kind: "eot" });
+  });
+  if (options.addGenerationPrompt ?? true) out.push({ kind: "text", text: ROLE_PREFIX.assistant });
+  return out;
+}
+
+/**
+ * Renders messages to the template string (for logs and `/apply-template`-style endpoints). Do not
+ * tokenize this string with `parseSpecial: true`: use {@linkcode encodeChat}, which keeps user text
+ * from being read as special tokens.
+ *
+ * @example
+ * ```ts
+ * import { renderChat } from "./chat_template.ts";
+ * renderChat([{ role: "system", content: "Be brief." }, { role: "user", content: "Hi" }]);
+ * // "System: Be brief.<|eot_id|>User: Hi<|eot_id|>Assistant: "
+ * ```
+ */
+export function renderChat(messages: readonly ChatMessage[], options: ChatTemplateOptions = {}): string {
+  return chatSegments(messages, options).map((s) => s.kind === "eot" ? EOT_TEXT : s.text).join("");
+}
+
+/**
+ * Renders and tokenizes a chat: one BOS (if the model adds BOS), message text as plain text, and the
+ * end-of-turn token by id (`tokenizer.eotId`, else EOS when the vocabulary has no end-of-turn token).
+ * Token for token the same as the Hugging Face tokenizer on the rendered string when no message
+ * contains special-token text.
+ *
+ * @example
+ * ```ts
+ * import { encodeChat } from "./chat_template.ts";
+ * import type { Tokenizer } from "./tokenizer.ts";
+ * declare const tok: Tokenizer;
+ * encodeChat(tok, [{ role: "user", content: "Hi" }]); // [128000, 1502, 25, 21694, 128009, 72803, 25, 220]
+ * ```
+ */
+export function encodeChat(
+  tokenizer: Tokenizer,
+  messages: readonly ChatMessage[],
+  options: ChatTemplateOptions = {},
+): number[] {
+  const eot = tokenizer.eotId >= 0 ? tokenizer.eotId : tokenizer.eosId;
+  const ids: number[] = tokenizer.addBos ? [tokenizer.bosId] : [];
+  for (const seg of chatSegments(messages, options)) {
+    if (seg.kind === "eot") ids.push(eot);
+    else for (const id of tokenizer.encode(seg.text, { addBos: false, parseSpecial: false })) ids.push(id);
+  }
+  return ids;
+}
+
+/**
+ * Token ids that end a chat reply: end-of-turn (`<|eot_id|>`, 128009) and end-of-text
+ * (`<|end_of_text|>`, 128001, the GGUF's EOS), whichever the vocabulary has.
+ *
+ * @example
+ * ```ts
+ * import { chatStopIds } from "./chat_template.ts";
+ * import type { Tokenizer } from "./tokenizer.ts";
+ * declare const tok: Tokenizer;
+ * chatStopIds(tok); // [128009, 128001]
+ * ```
+ */
+export function chatStopIds(tokenizer: Tokenizer): number[] {
+  const ids = [
+    tokenizer.eotId,
+    tokenizer.tokenToId(EOT_TEXT) ?? -1,
+    tokenizer.eosId,
+    tokenizer.tokenToId("<|end_of_text|>") ?? -1,
+  ];
+  return [...new Set(ids.filter((id) => id >= 0))];
+}
