@@ -1,0 +1,158 @@
+/**
+ * The engine facade: a loaded model, its tokenizer and chat template, and the scheduler that runs
+ * generation requests. Everything the HTTP layer needs and nothing about HTTP.
+ *
+ * @module
+ */
+import { type ChatMessage, chatStopIds, encodeChat } from "./chat_template.ts";
+import { ContextOverflowError } from "./errors.ts";
+import { type LoadOptions, loadModel } from "./loader.ts";
+import { type ModelRuntime } from "./runtime.ts";
+import { Scheduler, type SchedulerStats } from "./scheduler.ts";
+import { type GenerateRequest, type GenerationEvent, Sequence } from "./sequence.ts";
+import { Tokenizer } from "./tokenizer.ts";
+import { formatBytes } from "./memory_plan.ts";
+
+export interface EngineOptions extends LoadOptions {
+  /** Requests that may wait for a slot (default 16). */
+  readonly maxQueue?: number;
+  /** Prompt tokens per step while other sequences decode (default 32). */
+  readonly prefillChunk?: number;
+}
+
+/** What the server reports about the loaded model. */
+export interface ModelInfo {
+  readonly id: string;
+  readonly path: string;
+  readonly arch: string;
+  readonly nCtx: number;
+  readonly nSlots: number;
+  readonly nVocab: number;
+  readonly kernel: string;
+  readonly threads: number;
+  readonly headType: string;
+  readonly activation: string;
+  readonly loadMs: number;
+  readonly memory: { readonly total: number; readonly weights: number; readonly kv: number; readonly scratch: number };
+}
+
+/**
+ * A loaded model ready to generate.
+ *
+ * @example
+ * ```ts ignore
+ * const engine = await Engine.load("models/default.gguf", { threads: 2 });
+ * const prompt = engine.encodeChat([{ role: "user", content: "Hello" }]);
+ * for await (const ev of engine.generate({ prompt, maxTokens: 32, sampling: { temperature: 0 } })) {
+ *   if (ev.type === "token") Deno.stdout.writeSync(new TextEncoder().encode(ev.text));
+ * }
+ * await engine.close();
+ * ```
+ */
+export class Engine {
+  readonly info: ModelInfo;
+  readonly tokenizer: Tokenizer;
+  /** Token ids that end a reply: end-of-turn and end-of-text. */
+  readonly stopTokens: readonly number[];
+  readonly runtime: ModelRuntime;
+  readonly #scheduler: Scheduler;
+
+  private constructor(info: ModelInfo, tokenizer: Tokenizer, runtime: ModelRuntime, scheduler: Scheduler) {
+    this.info = info;
+    this.tokenizer = tokenizer;
+    this.runtime = runtime;
+    this.stopTokens = chatStopIds(tokenizer);
+    this.#scheduler = scheduler;
+  }
+
+  /** Loads the GGUF at `path`, its tokenizer, and starts the kernel workers. */
+  static async load(path: string, options: EngineOptions = {}): Promise<Engine> {
+    const { config, gguf, runtime, loadMs } = await loadModel(path, options);
+    let tokenizer: Tokenizer;
+    try {
+      tokenizer = Tokenizer.fromGgufMetadata(gguf.metadata);
+    } catch (e) {
+      await runtime.close();
+      throw new TypeError(`Cannot load model "${path}": ${(e as Error).message}`);
+    }
+    if (tokenizer.vocabSize > config.nVocab) {
+      await runtime.close();
+      throw new TypeError(
+        `Cannot load model "${path}": the tokenizer has ${tokenizer.vocabSize} tokens but the embedding ${config.nVocab} rows`,
+      );
+    }
+    const plan = runtime.plan;
+    const info: ModelInfo = Object.freeze({
+      id: config.name,
+      path,
+      arch: config.arch,
+      nCtx: runtime.sizes.nCtx,
+      nSlots: runtime.sizes.nSlots,
+      nVocab: config.nVocab,
+      kernel: runtime.kernel,
+      threads: runtime.sizes.threads,
+      headType: runtime.headType,
+      activation: config.activation,
+      loadMs,
+      memory: Object.freeze({ total: plan.totalBytes, ...plan.bytes }),
+    });
+    const scheduler = new Scheduler(runtime, {
+      maxQueue: options.maxQueue ?? 16,
+      prefillChunk: options.prefillChunk ?? 32,
+    });
+    return new Engine(info, tokenizer, runtime, scheduler);
+  }
+
+  /** One line for start-up logs: model, kernel, threads, memory. */
+  describe(): string {
+    const i = this.info, m = i.memory;
+    return `${i.id} (${i.arch}, ${i.activation}, head ${i.headType}) | kernel ${i.kernel} x ${i.threads} threads | ` +
+      `${i.nSlots} slot(s) x ${i.nCtx} ctx | memory ${formatBytes(m.total)} (weights ${formatBytes(m.weights)}, ` +
+      `KV ${formatBytes(m.kv)}, scratch ${formatBytes(m.scratch)}) | loaded in ${i.loadMs.toFixed(0)} ms`;
+  }
+
+  /** The chat prompt in the trained 2B4T format, with exactly one BOS. */
+  encodeChat(messages: readonly ChatMessage[]): number[] {
+    return encodeChat(this.tokenizer, messages);
+  }
+
+  /**
+   * Starts generating. Throws at once (before any event) when the request cannot be admitted:
+   * `ContextOverflowError`, `QueueFullError`, `DrainingError`, `EngineUnavailableError`, or a
+   * `RangeError` for token ids outside the vocabulary. The stream throws `signal.reason` if the
+   * signal aborts first.
+   */
+  generate(request: GenerateRequest, signal?: AbortSignal): AsyncIterable<GenerationEvent> {
+    const n = request.prompt.length;
+    if (n === 0) throw new RangeError("The prompt is empty");
+    for (const id of request.prompt) {
+      if (!Number.isInteger(id) || id < 0 || id >= this.info.nVocab) {
+        throw new RangeError(`Token id ${id} is outside the vocabulary (0..${this.info.nVocab - 1})`);
+      }
+    }
+    if (!Number.isInteger(request.maxTokens) || request.maxTokens < 0) {
+      throw new RangeError(`maxTokens must be a non-negative integer, got ${request.maxTokens}`);
+    }
+    if (n + request.maxTokens > this.info.nCtx) {
+      throw new ContextOverflowError(n, request.maxTokens, this.info.nCtx);
+    }
+    const seq = new Sequence(request, this.tokenizer, this.stopTokens, signal);
+    if (signal?.aborted) throw signal.reason;
+    this.#scheduler.submit(seq);
+    return seq.events;
+  }
+
+  stats(): SchedulerStats {
+    return this.#scheduler.stats;
+  }
+
+  /** Stops admitting; resolves when every running and queued request has finished. */
+  drain(): Promise<void> {
+    return this.#scheduler.drain();
+  }
+
+  /** Drains, then stops the workers. */
+  close(): Promise<void> {
+    return this.#scheduler.close();
+  }
+}

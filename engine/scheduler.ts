@@ -1,0 +1,275 @@
+/**
+ * Continuous batching over a fixed set of KV slots: a bounded FIFO queue feeds free slots; every
+ * step gathers one decode token of each generating sequence plus prefill chunks of new ones into a
+ * single forward call, so one pass over the weights serves every active sequence.
+ *
+ * - Admission picks the free slot whose cached tokens share the longest prefix with the prompt
+ *   and reuses that part of its KV cache (multi-turn chats re-send their history).
+ * - While sequences are decoding, a new prompt joins in chunks of at most `prefillChunk` tokens, so
+ *   running streams keep flowing.
+ * - A cancelled sequence (its signal aborted: client gone, timeout) leaves before the next step;
+ *   if every sequence of a running step is cancelled, the step itself is aborted.
+ *
+ * Per-token results do not depend on what else is in the batch, so output is the same whatever the
+ * concurrency.
+ *
+ * @module
+ */
+import { DrainingError, EngineUnavailableError, QueueFullError } from "./errors.ts";
+import { ForwardAbortedError, type ModelRuntime } from "./runtime.ts";
+import type { Sequence } from "./sequence.ts";
+
+export interface SchedulerOptions {
+  /** Requests that may wait for a slot; more get QueueFullError. */
+  readonly maxQueue: number;
+  /** Prompt tokens per step while other sequences are decoding. */
+  readonly prefillChunk: number;
+}
+
+/** Counters and gauges for /metrics and /health. */
+export interface SchedulerStats {
+  readonly slots: number;
+  readonly busySlots: number;
+  readonly queued: number;
+  readonly maxQueue: number;
+  readonly draining: boolean;
+  readonly steps: number;
+  readonly promptTokens: number;
+  readonly cachedPromptTokens: number;
+  readonly generatedTokens: number;
+  readonly stepSeconds: number;
+}
+
+interface Slot {
+  /** Tokens whose K/V are in this slot's cache, by position. */
+  tokens: number[];
+  seq: Sequence | null;
+}
+
+interface Row {
+  seq: Sequence;
+  token: number;
+  /** Prompt index for prefill rows, -1 for decode rows. */
+  index: number;
+  out: boolean;
+}
+
+/** Drives a {@linkcode ModelRuntime}; see the module doc. */
+export class Scheduler {
+  readonly #rt: ModelRuntime;
+  readonly #opts: SchedulerOptions;
+  readonly #slots: Slot[];
+  readonly #queue: Sequence[] = [];
+  #loop: Promise<void> | null = null;
+  #draining = false;
+  #broken: Error | null = null;
+  #idle: (() => void)[] = [];
+  #stats = { steps: 0, promptTokens: 0, cachedPromptTokens: 0, generatedTokens: 0, stepSeconds: 0 };
+
+  constructor(runtime: ModelRuntime, options: SchedulerOptions) {
+    this.#rt = runtime;
+    this.#opts = options;
+    this.#slots = Array.from({ length: runtime.sizes.nSlots }, () => ({ tokens: [], seq: null }));
+  }
+
+  /** Queues `seq`; throws when the queue is full, the engine drains, or it has failed. */
+  submit(seq: Sequence): void {
+    if (this.#broken) throw new EngineUnavailableError(`The model is unavailable: ${this.#broken.message}`);
+    if (this.#draining) throw new DrainingError();
+    const busy = this.#slots.filter((s) => s.seq).length;
+    if (busy === this.#slots.length && this.#queue.length >= this.#opts.maxQueue) {
+      throw new QueueFullError(this.#queue.length, this.#retryAfter());
+    }
+    this.#queue.push(seq);
+    seq.signal?.addEventListener("abort", () => this.#kick(), { once: true });
+    this.#kick();
+  }
+
+  get stats(): SchedulerStats {
+    return {
+      slots: this.#slots.length,
+      busySlots: this.#slots.filter((s) => s.seq).length,
+      queued: this.#queue.length,
+      maxQueue: this.#opts.maxQueue,
+      draining: this.#draining,
+      ...this.#stats,
+    };
+  }
+
+  /** Stops taking work; resolves once every admitted and queued sequence has finished. */
+  drain(): Promise<void> {
+    this.#draining = true;
+    return this.#whenIdle();
+  }
+
+  #whenIdle(): Promise<void> {
+    if (!this.#loop && !this.#queue.length && !this.#slots.some((s) => s.seq)) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Seconds a client should wait before retrying: a rough time for one sequence to finish. */
+  #retryAfter(): number {
+    return Math.max(1, Math.min(30, Math.ceil(this.#queue.length / Math.max(1, this.#slots.length))));
+  }
+
+  #kick(): void {
+    if (this.#loop) return;
+    this.#loop = this.#run().finally(() => {
+      this.#loop = null;
+      if (this.#queue.length || this.#slots.some((s) => s.seq)) this.#kick();
+      else for (const f of this.#idle.splice(0)) f();
+    });
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      this.#reap();
+      if (this.#broken) return;
+      this.#admit();
+      const rows = this.#build();
+      if (!rows.length) return;
+      const logits = await this.#forward(rows);
+      if (logits) this.#consume(rows, logits);
+    }
+  }
+
+  /** Removes cancelled sequences (queued or running) and frees their slots. */
+  #reap(): void {
+    for (let i = this.#queue.length - 1; i >= 0; i--) {
+      const seq = this.#queue[i];
+      if (seq.cancelled) {
+        this.#queue.splice(i, 1);
+        seq.fail(seq.signal!.reason);
+      }
+    }
+    for (const slot of this.#slots) {
+      const seq = slot.seq;
+      if (!seq) continue;
+      if (seq.cancelled && !seq.finished) seq.fail(seq.signal!.reason);
+      if (seq.finished) slot.seq = null;
+    }
+  }
+
+  #admit(): void {
+    while (this.#queue.length) {
+      const free = this.#slots.filter((s) => !s.seq);
+      if (!free.length) return;
+      const seq = this.#queue.shift()!;
+      const prompt = seq.request.prompt;
+      let best = free[0], bestLen = -1;
+      for (const slot of free) {
+        const limit = Math.min(slot.tokens.length, prompt.length - 1);
+        let n = 0;
+        while (n < limit && slot.tokens[n] === prompt[n]) n++;
+        if (n > bestLen) [best, bestLen] = [slot, n];
+      }
+      best.seq = seq;
+      best.tokens.length = bestLen;
+      seq.slot = this.#slots.indexOf(best);
+      seq.admittedAt = performance.now();
+      seq.fed = bestLen;
+      seq.cachedTokens = bestLen;
+      this.#stats.cachedPromptTokens += bestLen;
+    }
+  }
+
+  /** The rows of the next step: decode tokens first, then prefill chunks. */
+  #build(): Row[] {
+    const { maxBatch, maxOut } = this.#rt.sizes;
+    const rows: Row[] = [];
+    let outs = 0;
+    const active = this.#slots.map((s) => s.seq).filter((s): s is Sequence => !!s && !s.finished && !s.cancelled);
+    for (const seq of active) {
+      if (seq.pending < 0 || rows.length >= maxBatch || outs >= maxOut) continue;
+      rows.push({ seq, token: seq.pending, index: -1, out: true });
+      outs++;
+    }
+    let prefillBudget = rows.length ? this.#opts.prefillChunk : maxBatch;
+    const prefilling = active.filter((s) => s.fed < s.promptLength).sort((a, b) => a.admittedAt - b.admittedAt);
+    for (const seq of prefilling) {
+      const left = seq.promptLength - seq.fed;
+      let n = Math.min(left, maxBatch - rows.length, prefillBudget);
+      const allOut = !!seq.request.promptLogprobs;
+      if (allOut) n = Math.min(n, maxOut - outs);
+      else if (n === left && outs >= maxOut) n = left - 1; // the last prompt token needs a logits row
+      if (n <= 0) continue;
+      for (let k = 0; k < n; k++) {
+        const index = seq.fed + k;
+        const out = allOut || index === seq.promptLength - 1;
+        rows.push({ seq, token: seq.request.prompt[index], index, out });
+        if (out) outs++;
+      }
+      prefillBudget -= n;
+    }
+    return rows;
+  }
+
+  /** Runs one step; null when it was aborted because all its sequences were cancelled. */
+  async #forward(rows: Row[]): Promise<Float32Array | null> {
+    const seqs = [...new Set(rows.map((r) => r.seq))];
+    const ac = new AbortController();
+    const check = () => seqs.every((s) => s.cancelled) && ac.abort();
+    for (const s of seqs) s.signal?.addEventListener("abort", check);
+    const t0 = performance.now();
+    try {
+      const logits = await this.#rt.forward({
+        tokens: rows.map((r) => r.token),
+        pos: rows.map((r) => (r.index >= 0 ? r.index : r.seq.pendingPos)),
+        slot: rows.map((r) => r.seq.slot),
+        outIdx: rows.flatMap((r, i) => (r.out ? [i] : [])),
+      }, ac.signal);
+      this.#stats.steps++;
+      this.#stats.stepSeconds += (performance.now() - t0) / 1000;
+      return logits;
+    } catch (e) {
+      if (e instanceof ForwardAbortedError) return null;
+      this.#broken = e instanceof Error ? e : new Error(String(e));
+      const err = new EngineUnavailableError(`The model failed: ${this.#broken.message}`);
+      for (const slot of this.#slots) {
+        slot.seq?.fail(err);
+        slot.seq = null;
+        slot.tokens = [];
+      }
+      for (const seq of this.#queue.splice(0)) seq.fail(err);
+      return null;
+    } finally {
+      for (const s of seqs) s.signal?.removeEventListener("abort", check);
+    }
+  }
+
+  #consume(rows: Row[], logits: Float32Array): void {
+    const V = this.#rt.config.nVocab, nCtx = this.#rt.sizes.nCtx;
+    let j = 0;
+    for (const row of rows) {
+      const seq = row.seq;
+      const slot = this.#slots[seq.slot];
+      slot.tokens[row.index >= 0 ? row.index : seq.pendingPos] = row.token;
+      const lg = row.out ? logits.subarray(j * V, ++j * V) : null;
+      if (row.index >= 0) {
+        seq.fed++;
+        this.#stats.promptTokens++;
+      }
+      if (!lg || seq.cancelled || seq.finished) continue;
+      if (row.index >= 0 && row.index < seq.promptLength - 1) {
+        seq.promptLogprob(row.index + 1, lg);
+        continue;
+      }
+      if (row.index >= 0) {
+        seq.flushPromptLogprobs();
+        if (seq.request.maxTokens === 0) {
+          seq.finishNow("length");
+          continue;
+        }
+      }
+      const before = seq.generated;
+      seq.next(lg, nCtx);
+      this.#stats.generatedTokens += seq.generated - before;
+    }
+  }
+
+  /** Drains, then frees the runtime. */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.#rt.close();
+  }
+}
