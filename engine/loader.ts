@@ -4,8 +4,10 @@
  * The memory plan is computed from the header before anything is read. Tensors already in a
  * compute layout (I2_S, F32 norms, the F16/F32/Q8_0 embedding) are read with positioned reads
  * straight into their final, aligned place: no intermediate buffer, no second copy. TQ2_0/TQ1_0
- * tensors go through a staging buffer and are repacked exactly to I2_S (lossy cases are refused);
- * an F16/F32 head can be quantized to Q8_0 on request (`head: "q8_0"`).
+ * tensors go through a staging buffer and are repacked exactly to I2_S (lossy cases are refused).
+ * An F16 LM head (with the embedding, when tied) can be quantized at load: `head: "q8_0"` (ggml's
+ * Q8_0 blocks) or `head: "q7"` (this engine's fast layout, kernels/head.c); its accuracy cost is
+ * measured in models/README.md.
  *
  * @module
  */
@@ -18,8 +20,16 @@ import { type ModelConfig, modelConfigFromGguf, ModelConfigError, type TernaryTe
 import { ModelRuntime } from "./runtime.ts";
 import { ThreadPool } from "./thread_pool.ts";
 
-/** How the LM head is kept: as in the file, or quantized to Q8_0 at load. */
-export type HeadMode = "file" | "q8_0";
+/** How an F16 LM head is kept: as in the file, or quantized at load (Q8_0 or the Q7 layout). */
+export type HeadMode = "file" | "q8_0" | "q7";
+
+/** bn.h's BN_TYPE_Q7: the fast head layout (not a ggml type). */
+export const HEAD_Q7 = 200;
+
+/** Display name of a stored embedding/head type. */
+export function storedTypeName(type: number): string {
+  return type === HEAD_Q7 ? "Q7" : ggmlTypeName(type);
+}
 
 export interface LoadOptions {
   /** Kernel variant; default: the best this runtime supports. */
@@ -56,17 +66,22 @@ interface LoadItem {
   readonly name: string;
   readonly src: GgufTensorInfo;
   readonly bytes: number;
-  readonly kind: "direct" | "repack" | "q8_0";
+  readonly kind: "direct" | "repack" | "q8_0" | "q7";
   readonly scale?: GgufTensorInfo;
 }
 
-function q8Bytes(info: GgufTensorInfo): number {
-  return (info.dims[0] * info.dims[1] / 32) * 34;
+/** The type an embedding-shaped tensor has in memory: F16 becomes Q8_0 or Q7 by head mode. */
+function storedType(info: GgufTensorInfo, head: HeadMode): number {
+  if (info.type !== GGML_TYPE.F16 || head === "file") return info.type;
+  return head === "q8_0" ? GGML_TYPE.Q8_0 : HEAD_Q7;
 }
 
-/** The type an embedding-shaped tensor has in memory: F16 becomes Q8_0 in head mode "q8_0". */
-function storedType(info: GgufTensorInfo, head: HeadMode): number {
-  return head === "q8_0" && info.type === GGML_TYPE.F16 ? GGML_TYPE.Q8_0 : info.type;
+/** Bytes of an embedding-shaped tensor stored as `type`. */
+function storedBytes(info: GgufTensorInfo, type: number): number {
+  const n = info.dims[0] * info.dims[1];
+  if (type === GGML_TYPE.Q8_0 && info.type !== GGML_TYPE.Q8_0) return (n / 32) * 34;
+  if (type === HEAD_Q7) return n + (n / 32) * 4;
+  return info.nbytes;
 }
 
 /**
@@ -95,7 +110,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   items.sort((a, b) => a.src.offset - b.src.offset);
   const staging = Math.max(
     0,
-    ...items.map((it) => it.kind === "repack" ? it.src.nbytes : it.kind === "q8_0" ? Math.min(it.src.nbytes, READ_CHUNK) : 0),
+    ...items.map((it) => it.kind === "repack" ? it.src.nbytes : it.kind === "direct" ? 0 : Math.min(it.src.nbytes, READ_CHUNK)),
   );
   const km = await compileKernel(kernel === "ref" ? "simd128" : kernel);
   const plan = planMemory(
@@ -121,7 +136,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
     plan,
     sizes: { nCtx, nSlots, maxBatch, maxOut, threads },
     kernel,
-    headType: ggmlTypeName(storedType(config.output, headMode)),
+    headType: storedTypeName(storedType(config.output, headMode)),
     memory,
     pool,
     ctx,
@@ -140,8 +155,11 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
   };
   // in head mode "q8_0" every F16 embedding-shaped tensor is quantized; a tied head's Q8_0 copy
   // then serves the embedding lookup too (one copy in memory)
-  const embedding = (info: GgufTensorInfo): LoadItem =>
-    storedType(info, head) === info.type ? asIs(info) : { name: info.name, src: info, bytes: q8Bytes(info), kind: "q8_0" };
+  const embedding = (info: GgufTensorInfo): LoadItem => {
+    const type = storedType(info, head);
+    if (type === info.type) return asIs(info);
+    return { name: info.name, src: info, bytes: storedBytes(info, type), kind: type === HEAD_Q7 ? "q7" : "q8_0" };
+  };
   items.push(embedding(config.tokenEmbd));
   if (!config.tiedOutput) items.push(embedding(config.output));
   items.push(asIs(config.outputNorm));
@@ -201,6 +219,8 @@ async function readTensors(
         const scale = new DataView(memory.buffer, dst + n / 4, 4).getFloat32(0, true);
         if (!Number.isFinite(scale)) fail(`has a non-finite scale ${scale}`);
         if (it.scale) applyScaleTensor(file, it, memory, dst + n / 4, gguf.path);
+      } else if (it.src.type === GGML_TYPE.F16 && !host.f16Finite(dst, it.src.nbytes / 2)) {
+        fail("holds an infinite or NaN value");
       }
     } else if (it.kind === "repack") {
       readInto(file, it.src.offset, memory, stage, it.src.nbytes, gguf.path);
@@ -216,14 +236,15 @@ async function readTensors(
       }
       if (it.scale) applyScaleTensor(file, it, memory, dst + n / 4, gguf.path);
     } else {
-      // F16 -> Q8_0 in row-aligned chunks through the staging buffer
-      const rowBytes = it.src.dims[0] * 2;
+      // F16 -> Q8_0 or Q7 in row-aligned chunks through the staging buffer
+      const dim = it.src.dims[0], rows = it.src.dims[1], rowBytes = dim * 2;
       const rowsPerChunk = Math.max(1, Math.floor(plan.staging.bytes / rowBytes));
-      const rows = it.src.dims[1];
       for (let r = 0; r < rows; r += rowsPerChunk) {
         const nr = Math.min(rowsPerChunk, rows - r);
         readInto(file, it.src.offset + r * rowBytes, memory, stage, nr * rowBytes, gguf.path);
-        host.quantizeQ8_0(stage, dst + r * (rowBytes / 64) * 34, nr * it.src.dims[0]);
+        if (!host.f16Finite(stage, nr * dim)) fail("holds an infinite or NaN value");
+        if (it.kind === "q8_0") host.quantizeQ8_0(stage, dst + r * (dim / 32) * 34, nr * dim);
+        else host.quantizeQ7(stage, dst + r * dim, dst + rows * dim + r * (dim / 32) * 4, nr * dim);
         await progress(nr * rowBytes);
       }
     }
@@ -292,7 +313,9 @@ function writeCtx(
     layers.set(ptrs, l * 11);
   });
   const s = plan.scratch;
-  for (const k of ["x", "xb", "xq", "xscale", "xsum", "q", "att", "hb", "hb2", "scores", "hq", "hscale"] as const) {
+  for (
+    const k of ["x", "xb", "xq", "xscale", "xsum", "q", "att", "hb", "hb2", "scores", "hq", "hscale", "hsum"] as const
+  ) {
     c.u32(`state.${k}`, s[k].offset);
   }
   c.u32("state.k_cache", plan.kCache.offset);

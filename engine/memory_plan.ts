@@ -72,6 +72,7 @@ export type ScratchName =
   | "scores"
   | "hq"
   | "hscale"
+  | "hsum"
   | "logits";
 
 /** wasm32's ceiling: 65536 pages of 64 KiB. */
@@ -153,6 +154,7 @@ export function planMemory(
     scores: take(4 * sizes.nThreads * sizes.nCtx),
     hq: take(sizes.maxOut * shape.dim),
     hscale: take(4 * sizes.maxOut * (shape.dim / 32)),
+    hsum: take(4 * sizes.maxOut * (shape.dim / 32)),
     logits: take(4 * sizes.maxOut * shape.nVocab),
   };
   const scratchBytes = at - scratchStart;

@@ -18,7 +18,7 @@ static const bn_abi_field bn_fields[] = {
   F(weights.token_embd), F(weights.output), F(weights.output_norm), F(weights.rope_cos), F(weights.rope_sin),
   F(weights.layers),
   F(state.x), F(state.xb), F(state.xq), F(state.xscale), F(state.xsum), F(state.q), F(state.att), F(state.hb),
-  F(state.hb2), F(state.scores), F(state.hq), F(state.hscale), F(state.k_cache), F(state.v_cache),
+  F(state.hb2), F(state.scores), F(state.hq), F(state.hscale), F(state.hsum), F(state.k_cache), F(state.v_cache),
   F(state.n_threads),
   F(batch.n_tokens), F(batch.n_out), F(batch.tokens), F(batch.pos), F(batch.slot), F(batch.out_idx),
   F(batch.logits),
@@ -46,14 +46,17 @@ const uint32_t *bn_abi_layout(void) {
 
 uint32_t bn_build_variant(void) { return BN_RELAXED ? BN_KERNEL_RELAXED : BN_KERNEL_SIMD128; }
 
+static int bn_type_ok(uint32_t t) {
+  return t == BN_TYPE_F32 || t == BN_TYPE_F16 || t == BN_TYPE_Q8_0 || t == BN_TYPE_Q7;
+}
+
 int32_t bn_ctx_check(const bn_ctx *c) {
   const bn_config *g = &c->config;
   if (!g->dim || g->dim % 128 || !g->ffn_dim || g->ffn_dim % 128 || !g->head_dim || g->head_dim % 16 ||
       !g->n_kv_heads || g->n_heads % g->n_kv_heads || g->n_heads * g->head_dim != g->dim || !g->n_layers ||
       !g->n_vocab || !g->n_ctx || !g->n_slots || !g->max_batch || g->max_out > g->max_batch ||
       c->pool.nth < 1 || c->state.n_threads < (uint32_t)c->pool.nth || g->act > BN_ACT_SILU ||
-      (g->embd_type != BN_TYPE_F32 && g->embd_type != BN_TYPE_F16 && g->embd_type != BN_TYPE_Q8_0) ||
-      (g->head_type != BN_TYPE_F32 && g->head_type != BN_TYPE_F16 && g->head_type != BN_TYPE_Q8_0) ||
+      !bn_type_ok(g->embd_type) || !bn_type_ok(g->head_type) ||
       c->kernel > BN_KERNEL_RELAXED || (c->kernel != BN_KERNEL_REF && c->kernel != bn_build_variant()))
     return BN_STATUS_BAD_CONFIG;
   return BN_STATUS_OK;

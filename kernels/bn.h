@@ -27,9 +27,11 @@ typedef enum {
 
 enum { BN_KERNEL_REF = 0, BN_KERNEL_SIMD128 = 1, BN_KERNEL_RELAXED = 2 };
 enum { BN_ACT_RELU2 = 0, BN_ACT_SILU = 1 };
-/* ggml type ids used for the embedding and LM head */
-enum { BN_TYPE_F32 = 0, BN_TYPE_F16 = 1, BN_TYPE_Q8_0 = 8 };
-enum { BN_CMD_NONE = 0, BN_CMD_FORWARD = 1, BN_CMD_QUIT = 2, BN_CMD_MATMUL_TEST = 3 };
+/* ggml type ids used for the embedding and LM head, plus BN_TYPE_Q7: this engine's fast head
+ * layout (made at load from F16): [n_vocab][dim] bytes w+64 for w in [-63, 63], then
+ * [n_vocab][dim/32] f32 block scales */
+enum { BN_TYPE_F32 = 0, BN_TYPE_F16 = 1, BN_TYPE_Q8_0 = 8, BN_TYPE_Q7 = 200 };
+enum { BN_CMD_NONE = 0, BN_CMD_FORWARD = 1, BN_CMD_QUIT = 2, BN_CMD_MATMUL_TEST = 3, BN_CMD_SWEEP = 4 };
 
 /* Model shape. dim, ffn_dim multiples of 128 (I2_S blocks); head_dim multiple of 16. */
 typedef struct {
@@ -88,6 +90,7 @@ typedef struct {
   float *scores;   /* [n_threads][n_ctx] attention probabilities, one row per thread */
   int8_t *hq;      /* [max_out][dim] LM head activations (Q8_0 head only) */
   float *hscale;   /* [max_out][dim/32] LM head activation block scales */
+  int32_t *hsum;   /* [max_out][dim/32] 64 * sum of each activation block (Q7 head offset) */
   uint16_t *k_cache; /* [n_layers][n_slots][n_kv_heads][n_ctx][head_dim] f16 */
   uint16_t *v_cache; /* same */
   uint32_t n_threads; /* rows of `scores` */
@@ -104,7 +107,9 @@ typedef struct {
   float *logits;          /* [n_out][n_vocab] */
 } bn_batch;
 
-/* A test-only command: Y[n][m] = W . X[n] on an I2_S matrix (checks kernels against _ref). */
+/* Test and benchmark commands. MATMUL_TEST: Y[n][m] = W . X[n] on an I2_S matrix (checks kernels
+ * against _ref). SWEEP: every thread reads its share of rows*cols bytes at w (memory bandwidth);
+ * ydot[ith] gets a checksum so the reads cannot be optimized away. */
 typedef struct {
   const uint8_t *w;
   uint32_t rows, cols, n;
@@ -148,5 +153,7 @@ BN_EXPORT(bn_repack_tq2_0) int32_t bn_repack_tq2_0(const uint8_t *src, uint8_t *
 BN_EXPORT(bn_repack_tq1_0) int32_t bn_repack_tq1_0(const uint8_t *src, uint8_t *dst, uint32_t n, float *scale);
 BN_EXPORT(bn_i2s_check) int32_t bn_i2s_check(const uint8_t *w, uint32_t n);
 BN_EXPORT(bn_quantize_q8_0_f16) void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n);
+BN_EXPORT(bn_quantize_q7_f16) void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t n);
+BN_EXPORT(bn_f16_check) int32_t bn_f16_check(const uint16_t *src, uint32_t n);
 
 #endif

@@ -47,6 +47,18 @@ static inline v128_t bn_f16x4_to_f32x4(v128_t h32 /* u32 lanes holding f16 bits 
   return wasm_v128_or(f, sign);
 }
 
+/* 8 finite f16 -> 2 x f32x4 in 4 ops per vector: put each f16 in the top half of a 32-bit lane,
+ * shift right 3 (arithmetic), clear the 3 copied sign bits, and re-bias with x 2^112; exact for
+ * every finite f16, subnormals included (the loader refuses non-finite F16 weights) */
+static inline void bn_f16x8_to_f32x4x2(v128_t h, v128_t *lo, v128_t *hi) {
+  const v128_t z = wasm_i32x4_splat(0), mask = wasm_i32x4_splat((int32_t)0x8fffffff);
+  const v128_t m = wasm_i32x4_splat(0x77800000);
+  const v128_t a = wasm_i8x16_shuffle(z, h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
+  const v128_t b = wasm_i8x16_shuffle(z, h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
+  *lo = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(a, 3), mask), m);
+  *hi = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(b, 3), mask), m);
+}
+
 static inline uint16_t bn_f32_to_f16(float f) {
   uint32_t x = bn_f32_bits(f);
   const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
@@ -153,6 +165,12 @@ typedef struct {
   void (*axpy_f16)(float *y, float a, const uint16_t *x, uint32_t n); /* y += a * x */
   void (*exp_sub)(float *x, uint32_t n, float m);                   /* x = exp(x - m) */
   float (*sum)(const float *x, uint32_t n);
+  /* Q7 head rows [v0, v1) against n_out activation rows (int8 blocks of 32 with f32 scales and
+   * 64*sum): logits[j*nv + v]. Per row, per block: 4 integer lane sums (lane j holds elements
+   * i with (i%16)/4 == j; lane 0 minus 64*sum), each times (dw*dq) added to its f32 lane; the
+   * lanes are folded (0+2)+(1+3) at the end. */
+  void (*head_q7)(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
+                  const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
 } bn_ops;
 
 const bn_ops *bn_ops_select(uint32_t kernel);

@@ -1,10 +1,13 @@
 /*
- * head.c: token embedding lookup and the LM head (embedding-shaped [n_vocab][dim] matrix of type
- * F32, F16 or Q8_0; for tied models it is token_embd itself).
+ * head.c: token embedding lookup and the LM head, an embedding-shaped [n_vocab][dim] matrix (for
+ * tied models token_embd itself) of type F32, F16, Q8_0 or Q7.
  *
- * Q8_0 rows are dim/32 blocks of {f16 d, int8 q[32]} (34 bytes); the head's activation is then
- * quantized to int8 blocks of 32 with an f32 scale absmax/127 (round half to even), and each row's
- * dot accumulates block products in block order. F16/F32 heads use the canonical float dot.
+ * - F32/F16: canonical float dot (exact f16 decode).
+ * - Q8_0: rows of dim/32 blocks {f16 d, int8 q[32]}; the activation becomes int8 blocks of 32 with
+ *   an f32 scale absmax/127 (round half to even); block products accumulate in block order.
+ * - Q7 (this engine's fast layout, made at load from F16): bytes u = w + 64 with w in [-63, 63]
+ *   and an f32 scale per 32-block. The activation is int8 blocks as for Q8_0, so one relaxed
+ *   i16 dot (u is the 7-bit operand) gives exact pair sums; 64 * sum(q) per block undoes the offset.
  * Logits rows are [n_out][n_vocab]; vocabulary rows are split across threads. No allocation.
  */
 #include "bn_impl.h"
@@ -19,26 +22,31 @@ void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float 
   } else if (cfg->embd_type == BN_TYPE_F16) {
     const uint16_t *row = (const uint16_t *)embd + (size_t)token * dim;
     for (uint32_t i = 0; i < dim; i++) out[i] = bn_f16_to_f32(row[i]);
-  } else {
+  } else if (cfg->embd_type == BN_TYPE_Q8_0) {
     const uint8_t *row = (const uint8_t *)embd + (size_t)token * (dim / 32) * 34;
     for (uint32_t k = 0; k < dim / 32; k++) {
       const float d = bn_f16_at(row + 34 * k);
       const int8_t *q = (const int8_t *)(row + 34 * k + 2);
       for (uint32_t i = 0; i < 32; i++) out[32 * k + i] = (float)q[i] * d;
     }
+  } else {
+    const uint8_t *row = (const uint8_t *)embd + (size_t)token * dim;
+    const float *scales = (const float *)((const uint8_t *)embd + (size_t)cfg->n_vocab * dim) + (size_t)token * (dim / 32);
+    for (uint32_t i = 0; i < dim; i++) out[i] = (float)((int32_t)row[i] - 64) * scales[i / 32];
   }
 }
 
-/* output row j: y = rmsnorm(x[out_idx[j]]; output_norm) into xb[j]; for a Q8_0 head also its int8 blocks */
+/* output row j: y = rmsnorm(x[out_idx[j]]; output_norm) into xb[j]; for int8 heads also its blocks */
 void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j) {
   const bn_config *cfg = &c->config;
   const bn_state *s = &c->state;
   const uint32_t dim = cfg->dim, ld = BN_MAX(cfg->dim, cfg->ffn_dim);
   float *y = s->xb + (size_t)j * ld;
   ops->rmsnorm(y, s->x + (size_t)c->batch.out_idx[j] * dim, c->weights.output_norm, dim, cfg->norm_eps);
-  if (cfg->head_type != BN_TYPE_Q8_0) return;
+  if (cfg->head_type != BN_TYPE_Q8_0 && cfg->head_type != BN_TYPE_Q7) return;
   int8_t *q = s->hq + (size_t)j * dim;
   float *qs = s->hscale + (size_t)j * (dim / 32);
+  int32_t *qsum = s->hsum + (size_t)j * (dim / 32);
   for (uint32_t k = 0; k < dim / 32; k++) {
     float amax = 0.0f;
     for (uint32_t i = 0; i < 32; i++) {
@@ -46,8 +54,107 @@ void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j) {
       amax = a > amax ? a : amax;
     }
     const float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-    for (uint32_t i = 0; i < 32; i++) q[32 * k + i] = (int8_t)__builtin_rintf(y[32 * k + i] * id);
+    int32_t sum = 0;
+    for (uint32_t i = 0; i < 32; i++) {
+      q[32 * k + i] = (int8_t)__builtin_rintf(y[32 * k + i] * id);
+      sum += q[32 * k + i];
+    }
     qs[k] = d;
+    qsum[k] = 64 * sum;
+  }
+}
+
+/* ---- Q7 rows: _ref and SIMD share the lane structure documented in bn_ops.head_q7 ---- */
+
+static inline float bn_fold4(const float a[4]) { return (a[0] + a[2]) + (a[1] + a[3]); }
+
+void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
+                    const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv) {
+  const uint32_t nb = dim / 32;
+  for (uint32_t v = v0; v < v1; v++) {
+    const uint8_t *row = w + (size_t)v * dim;
+    for (uint32_t j = 0; j < n_out; j++) {
+      const int8_t *qj = q + (size_t)j * dim;
+      float acc[4] = { 0, 0, 0, 0 };
+      for (uint32_t k = 0; k < nb; k++) {
+        int32_t lane[4] = { 0, 0, 0, 0 };
+        for (uint32_t i = 0; i < 32; i++) lane[(i % 16) / 4] += (int32_t)row[32 * k + i] * qj[32 * k + i];
+        lane[0] -= qsum[(size_t)j * nb + k];
+        const float sc = dw[(size_t)v * nb + k] * dq[(size_t)j * nb + k];
+        for (int l = 0; l < 4; l++) acc[l] = acc[l] + (float)lane[l] * sc;
+      }
+      logits[(size_t)j * nv + v] = bn_fold4(acc);
+    }
+  }
+}
+
+#if BN_RELAXED
+#define BN_Q7_PAIRS(q, u) wasm_i16x8_relaxed_dot_i8x16_i7x16((q), (u))
+#else
+/* u*q pair sums as pmaddubsw makes them: products fit i16 (127*127), pairs too (2*127*127) */
+static inline v128_t bn_q7_pairs(v128_t q, v128_t u) {
+  const v128_t lo = wasm_i16x8_mul(wasm_i16x8_extend_low_i8x16(q), wasm_u16x8_extend_low_u8x16(u));
+  const v128_t hi = wasm_i16x8_mul(wasm_i16x8_extend_high_i8x16(q), wasm_u16x8_extend_high_u8x16(u));
+  /* pairwise add of adjacent i16 lanes = the even lanes plus the odd lanes */
+  const v128_t ev = wasm_i8x16_shuffle(lo, hi, 0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+  const v128_t od = wasm_i8x16_shuffle(lo, hi, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+  return wasm_i16x8_add(ev, od);
+}
+#define BN_Q7_PAIRS(q, u) bn_q7_pairs((q), (u))
+#endif
+
+/* lane sums of one block (as i32x4), offset removed from lane 0 */
+static inline v128_t bn_q7_block(const uint8_t *u, v128_t q0, v128_t q1, int32_t qsum) {
+  const v128_t p0 = BN_Q7_PAIRS(q0, wasm_v128_load(u)), p1 = BN_Q7_PAIRS(q1, wasm_v128_load(u + 16));
+  const v128_t s = wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(p0), wasm_i32x4_extadd_pairwise_i16x8(p1));
+  return wasm_i32x4_sub(s, wasm_i32x4_make(qsum, 0, 0, 0));
+}
+
+static inline float bn_fold4_v(v128_t a) {
+  return (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+         (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+}
+
+void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
+                     const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv) {
+  const uint32_t nb = dim / 32;
+  for (uint32_t j = 0; j < n_out; j++) {
+    const int8_t *qj = q + (size_t)j * dim;
+    const float *dqj = dq + (size_t)j * nb;
+    const int32_t *sj = qsum + (size_t)j * nb;
+    uint32_t v = v0;
+    for (; v + 4 <= v1; v += 4) { /* 4 rows share the activation loads */
+      const uint8_t *r0 = w + (size_t)v * dim;
+      const float *d0 = dw + (size_t)v * nb;
+      v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+      for (uint32_t k = 0; k < nb; k++) {
+        const v128_t q0 = wasm_v128_load(qj + 32 * k), q1 = wasm_v128_load(qj + 32 * k + 16);
+        const float d = dqj[k];
+        const int32_t s = sj[k];
+#define BN_Q7_ROW(acc, r)                                                                                 \
+  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_block(r0 + (size_t)(r)*dim + 32 * k, q0, q1, s)), \
+                                           wasm_f32x4_splat(d0[(size_t)(r)*nb + k] * d)))
+        BN_Q7_ROW(a0, 0);
+        BN_Q7_ROW(a1, 1);
+        BN_Q7_ROW(a2, 2);
+        BN_Q7_ROW(a3, 3);
+#undef BN_Q7_ROW
+      }
+      logits[(size_t)j * nv + v] = bn_fold4_v(a0);
+      logits[(size_t)j * nv + v + 1] = bn_fold4_v(a1);
+      logits[(size_t)j * nv + v + 2] = bn_fold4_v(a2);
+      logits[(size_t)j * nv + v + 3] = bn_fold4_v(a3);
+    }
+    for (; v < v1; v++) {
+      const uint8_t *r0 = w + (size_t)v * dim;
+      v128_t a = wasm_f32x4_splat(0);
+      for (uint32_t k = 0; k < nb; k++) {
+        const v128_t q0 = wasm_v128_load(qj + 32 * k), q1 = wasm_v128_load(qj + 32 * k + 16);
+        const v128_t s = bn_q7_block(r0 + 32 * k, q0, q1, sj[k]);
+        a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(dw[(size_t)v * nb + k] * dqj[k])));
+      }
+      logits[(size_t)j * nv + v] = bn_fold4_v(a);
+    }
   }
 }
 
@@ -56,6 +163,14 @@ void bn_head_rows(const bn_ctx *c, const bn_ops *ops, uint32_t v0, uint32_t v1) 
   const bn_state *s = &c->state;
   const bn_batch *b = &c->batch;
   const uint32_t dim = cfg->dim, ld = BN_MAX(cfg->dim, cfg->ffn_dim), nv = cfg->n_vocab;
+  if (cfg->head_type == BN_TYPE_Q7) {
+    const uint8_t *w = (const uint8_t *)c->weights.output;
+    const float *dw = (const float *)(w + (size_t)nv * dim);
+    /* chunks of 64 rows keep each row's bytes in L1 across the n_out activation rows */
+    for (uint32_t v = v0; v < v1; v += 64)
+      ops->head_q7(w, dw, dim, v, BN_MIN(v + 64, v1), s->hq, s->hscale, s->hsum, b->n_out, b->logits, nv);
+    return;
+  }
   for (uint32_t v = v0; v < v1; v++) {
     for (uint32_t j = 0; j < b->n_out; j++) {
       const float *y = s->xb + (size_t)j * ld;

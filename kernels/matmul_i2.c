@@ -30,71 +30,113 @@ void bn_dot_i2_i8_ref(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1,
   }
 }
 
+/* codes of one 2-bit field of 16 bytes: 16-bit shifts are native on every target (8-bit ones are
+ * emulated), and the mask drops the bits a 16-bit lane shifts in from its neighbouring byte */
 #define BN_MASK3 wasm_i8x16_splat(3)
-#define BN_CODES(v, sh) wasm_v128_and(wasm_u8x16_shr((v), (sh)), BN_MASK3)
+#define BN_CODES(v, sh) wasm_v128_and(wasm_u16x8_shr((v), (sh)), BN_MASK3)
+
+#if BN_RELAXED
+/* 8 pairwise sums of q*code as i16 (one pmaddubsw on x86): codes in {0,1,2} are valid i7
+ * operands and |sum| <= 2*2*128, so the result is exact */
+#define BN_DOT16(q, c) wasm_i16x8_relaxed_dot_i8x16_i7x16((q), (c))
+#else
+/* plain SIMD128: the same 8 lane sums from widening multiplies (a different pairing, the same total) */
+#define BN_DOT16(q, c) wasm_i16x8_add(wasm_i16x8_extmul_low_i8x16((q), (c)), wasm_i16x8_extmul_high_i8x16((q), (c)))
+#endif
 
 static inline int32_t bn_hsum_i32(v128_t v) {
   return wasm_i32x4_extract_lane(v, 0) + wasm_i32x4_extract_lane(v, 1) + wasm_i32x4_extract_lane(v, 2) +
          wasm_i32x4_extract_lane(v, 3);
 }
 
-#if BN_RELAXED
-/* acc += dot4(q, codes): codes in {0,1,2} are valid i7 operands, so the result is exact. */
-#define BN_DOT(acc, q, c) (acc) = wasm_i32x4_relaxed_dot_i8x16_i7x16_add((q), (c), (acc))
-
-/* one row against one activation row: 8 relaxed dots per 128-element block */
-static inline int32_t bn_row_dot(const uint8_t *wr, const int8_t *q, uint32_t blocks) {
-  v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
-  for (uint32_t b = 0; b < blocks; b++) {
-    const v128_t v0 = wasm_v128_load(wr + 32 * b), v1 = wasm_v128_load(wr + 32 * b + 16);
-    const int8_t *qb = q + 128 * b;
-    BN_DOT(a0, wasm_v128_load(qb + 0), BN_CODES(v0, 6));
-    BN_DOT(a1, wasm_v128_load(qb + 16), BN_CODES(v1, 6));
-    BN_DOT(a2, wasm_v128_load(qb + 32), BN_CODES(v0, 4));
-    BN_DOT(a3, wasm_v128_load(qb + 48), BN_CODES(v1, 4));
-    BN_DOT(a0, wasm_v128_load(qb + 64), BN_CODES(v0, 2));
-    BN_DOT(a1, wasm_v128_load(qb + 80), BN_CODES(v1, 2));
-    BN_DOT(a2, wasm_v128_load(qb + 96), wasm_v128_and(v0, BN_MASK3));
-    BN_DOT(a3, wasm_v128_load(qb + 112), wasm_v128_and(v1, BN_MASK3));
-  }
-  return bn_hsum_i32(wasm_i32x4_add(wasm_i32x4_add(a0, a1), wasm_i32x4_add(a2, a3)));
-}
-#else
-/* plain SIMD128: code*q as i16 products, summed in i16 within a block (|sum| <= 8*2*128), widened per block */
-#define BN_MAC16(lo, hi, q, c)                                       \
-  do {                                                               \
-    const v128_t qq = (q), cc = (c);                                 \
-    (lo) = wasm_i16x8_add((lo), wasm_i16x8_extmul_low_i8x16(qq, cc)); \
-    (hi) = wasm_i16x8_add((hi), wasm_i16x8_extmul_high_i8x16(qq, cc)); \
+/* the 8 code vectors of one 128-element block (elements 0-15, 16-31, ..., 112-127) */
+#define BN_UNPACK(c, wb)                                                   \
+  do {                                                                     \
+    const v128_t v0_ = wasm_v128_load(wb), v1_ = wasm_v128_load((wb) + 16); \
+    c[0] = BN_CODES(v0_, 6);                                               \
+    c[1] = BN_CODES(v1_, 6);                                               \
+    c[2] = BN_CODES(v0_, 4);                                               \
+    c[3] = BN_CODES(v1_, 4);                                               \
+    c[4] = BN_CODES(v0_, 2);                                               \
+    c[5] = BN_CODES(v1_, 2);                                               \
+    c[6] = wasm_v128_and(v0_, BN_MASK3);                                   \
+    c[7] = wasm_v128_and(v1_, BN_MASK3);                                   \
   } while (0)
 
-static inline int32_t bn_row_dot(const uint8_t *wr, const int8_t *q, uint32_t blocks) {
-  v128_t acc = wasm_i32x4_splat(0);
-  for (uint32_t b = 0; b < blocks; b++) {
-    const v128_t v0 = wasm_v128_load(wr + 32 * b), v1 = wasm_v128_load(wr + 32 * b + 16);
-    const int8_t *qb = q + 128 * b;
-    v128_t lo = wasm_i16x8_splat(0), hi = lo;
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 0), BN_CODES(v0, 6));
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 16), BN_CODES(v1, 6));
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 32), BN_CODES(v0, 4));
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 48), BN_CODES(v1, 4));
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 64), BN_CODES(v0, 2));
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 80), BN_CODES(v1, 2));
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 96), wasm_v128_and(v0, BN_MASK3));
-    BN_MAC16(lo, hi, wasm_v128_load(qb + 112), wasm_v128_and(v1, BN_MASK3));
-    acc = wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(lo));
-    acc = wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(hi));
-  }
-  return bn_hsum_i32(acc);
+/* i16 sum over one block of q . codes: 8 dots of <= 512 per lane, so <= 4096: exact */
+static inline v128_t bn_block_dot(const v128_t c[8], const int8_t *q) {
+  v128_t s0 = BN_DOT16(wasm_v128_load(q), c[0]);
+  v128_t s1 = BN_DOT16(wasm_v128_load(q + 16), c[1]);
+  s0 = wasm_i16x8_add(s0, BN_DOT16(wasm_v128_load(q + 32), c[2]));
+  s1 = wasm_i16x8_add(s1, BN_DOT16(wasm_v128_load(q + 48), c[3]));
+  s0 = wasm_i16x8_add(s0, BN_DOT16(wasm_v128_load(q + 64), c[4]));
+  s1 = wasm_i16x8_add(s1, BN_DOT16(wasm_v128_load(q + 80), c[5]));
+  s0 = wasm_i16x8_add(s0, BN_DOT16(wasm_v128_load(q + 96), c[6]));
+  s1 = wasm_i16x8_add(s1, BN_DOT16(wasm_v128_load(q + 112), c[7]));
+  return wasm_i16x8_add(s0, s1);
 }
-#endif
+
+/* decode: one activation row, 4 weight rows at a time (the activation loads are shared) */
+static void bn_matvec_4rows(const uint8_t *w, uint32_t row_bytes, uint32_t blocks, const int8_t *q, int32_t *out) {
+  v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (uint32_t b = 0; b < blocks; b++) {
+    const int8_t *qb = q + 128 * b;
+    v128_t c[8];
+    BN_UNPACK(c, w + 32 * b);
+    a0 = wasm_i32x4_add(a0, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
+    BN_UNPACK(c, w + row_bytes + 32 * b);
+    a1 = wasm_i32x4_add(a1, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
+    BN_UNPACK(c, w + 2 * row_bytes + 32 * b);
+    a2 = wasm_i32x4_add(a2, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
+    BN_UNPACK(c, w + 3 * row_bytes + 32 * b);
+    a3 = wasm_i32x4_add(a3, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
+  }
+  out[0] = bn_hsum_i32(a0);
+  out[1] = bn_hsum_i32(a1);
+  out[2] = bn_hsum_i32(a2);
+  out[3] = bn_hsum_i32(a3);
+}
+
+static int32_t bn_matvec_row(const uint8_t *w, uint32_t blocks, const int8_t *q) {
+  v128_t a = wasm_i32x4_splat(0);
+  for (uint32_t b = 0; b < blocks; b++) {
+    v128_t c[8];
+    BN_UNPACK(c, w + 32 * b);
+    a = wasm_i32x4_add(a, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, q + 128 * b)));
+  }
+  return bn_hsum_i32(a);
+}
+
+/* several activation rows: each block of a weight row is unpacked once and used for 4 tokens */
+#define BN_TOK 4
+static void bn_matmul_row_tokens(const uint8_t *w, uint32_t blocks, const int8_t *q, uint32_t ldq, uint32_t nt,
+                                 int32_t *out, uint32_t ld_out) {
+  v128_t acc[BN_TOK];
+  for (uint32_t t = 0; t < nt; t++) acc[t] = wasm_i32x4_splat(0);
+  for (uint32_t b = 0; b < blocks; b++) {
+    v128_t c[8];
+    BN_UNPACK(c, w + 32 * b);
+    for (uint32_t t = 0; t < nt; t++)
+      acc[t] = wasm_i32x4_add(acc[t], wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, q + (size_t)t * ldq + 128 * b)));
+  }
+  for (uint32_t t = 0; t < nt; t++) out[(size_t)t * ld_out] = bn_hsum_i32(acc[t]);
+}
 
 void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
                        int32_t *dots, uint32_t ld_dots) {
   const uint32_t row_bytes = cols / 4, blocks = cols / 128;
+  if (x->n == 1) {
+    uint32_t m = m0;
+    for (; m + 4 <= m1; m += 4)
+      bn_matvec_4rows(w + (size_t)m * row_bytes, row_bytes, blocks, x->q, dots + (m - m0));
+    for (; m < m1; m++) dots[m - m0] = bn_matvec_row(w + (size_t)m * row_bytes, blocks, x->q);
+    return;
+  }
   for (uint32_t m = m0; m < m1; m++) {
-    const uint8_t *wr = w + (size_t)m * row_bytes;
-    for (uint32_t t = 0; t < x->n; t++)
-      dots[(size_t)t * ld_dots + (m - m0)] = bn_row_dot(wr, x->q + (size_t)t * x->ld, blocks);
+    for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK) {
+      const uint32_t nt = BN_MIN(BN_TOK, x->n - t0);
+      bn_matmul_row_tokens(w + (size_t)m * row_bytes, blocks, x->q + (size_t)t0 * x->ld, x->ld, nt,
+                           dots + (size_t)t0 * ld_dots + (m - m0), ld_dots);
+    }
   }
 }

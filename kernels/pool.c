@@ -59,6 +59,23 @@ static int32_t bn_matmul_test_run(bn_ctx *c, const bn_ops *ops, int ith, int nth
   return BN_STATUS_OK;
 }
 
+/* bandwidth probe: stream this thread's share of the region with 16-byte loads */
+static int32_t bn_sweep_run(bn_ctx *c, int ith, int nth) {
+  const uint32_t bytes = c->mm.rows * c->mm.cols;
+  uint32_t lo, hi;
+  bn_split(bytes / 64, ith, nth, 1, &lo, &hi);
+  v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (const uint8_t *p = c->mm.w + (size_t)lo * 64, *e = c->mm.w + (size_t)hi * 64; p < e; p += 64) {
+    a0 = wasm_v128_xor(a0, wasm_v128_load(p));
+    a1 = wasm_v128_xor(a1, wasm_v128_load(p + 16));
+    a2 = wasm_v128_xor(a2, wasm_v128_load(p + 32));
+    a3 = wasm_v128_xor(a3, wasm_v128_load(p + 48));
+  }
+  const v128_t a = wasm_v128_xor(wasm_v128_xor(a0, a1), wasm_v128_xor(a2, a3));
+  c->mm.ydot[ith] = wasm_i32x4_extract_lane(a, 0) ^ wasm_i32x4_extract_lane(a, 3);
+  return BN_STATUS_OK;
+}
+
 int32_t bn_worker_loop(bn_ctx *ctx, int32_t ith) {
   bn_pool *p = &ctx->pool;
   const bn_ops *ops = bn_ops_select(ctx->kernel);
@@ -71,6 +88,7 @@ int32_t bn_worker_loop(bn_ctx *ctx, int32_t ith) {
     int32_t status = BN_STATUS_BAD_ARG;
     if (cmd == BN_CMD_FORWARD) status = bn_forward(ctx, ops, ith, nth);
     else if (cmd == BN_CMD_MATMUL_TEST) status = bn_matmul_test_run(ctx, ops, ith, nth);
+    else if (cmd == BN_CMD_SWEEP) status = bn_sweep_run(ctx, ith, nth);
     bn_barrier(p, nth);
     if (ith == 0) {
       p->status = status;

@@ -6,8 +6,9 @@
  * (element j of a 128-block in byte j%32 at bits 6-2*(j/32), then the f32 scale). The codes
  * {0,1,2} are the same in all three; the repack is exact only if every block with a nonzero trit
  * has the same d, which is then the tensor's scale: otherwise BN_STATUS_BAD_CONFIG and the loader
- * refuses the file as lossy. Also: checking I2_S codes (3 is not a valid code) and quantizing an
- * F16 matrix to Q8_0. No allocation, no I/O.
+ * refuses the file as lossy. Also: checking I2_S codes (3 is not a valid code) and F16 values
+ * (inf/nan are refused), and quantizing an F16 matrix to Q8_0 or to the Q7 head layout (head.c).
+ * No allocation, no I/O.
  */
 #include "bn_impl.h"
 
@@ -123,4 +124,33 @@ void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n) {
       o[2 + i] = (uint8_t)(int8_t)r;
     }
   }
+}
+
+void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t n) {
+  for (uint32_t k = 0; k < n / 32; k++) {
+    float v[32], amax = 0.0f;
+    for (uint32_t i = 0; i < 32; i++) {
+      v[i] = bn_f16_to_f32(src[32 * k + i]);
+      const float a = __builtin_fabsf(v[i]);
+      amax = a > amax ? a : amax;
+    }
+    const float d = amax / 63.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    for (uint32_t i = 0; i < 32; i++) {
+      float r = __builtin_rintf(v[i] * id);
+      r = r > 63.0f ? 63.0f : (r < -63.0f ? -63.0f : r);
+      dst_w[32 * k + i] = (uint8_t)((int32_t)r + 64);
+    }
+    dst_s[k] = d;
+  }
+}
+
+int32_t bn_f16_check(const uint16_t *src, uint32_t n) {
+  /* an f16 is inf or nan iff its exponent bits are all set */
+  const v128_t e = wasm_i16x8_splat(0x7c00);
+  v128_t bad = wasm_i16x8_splat(0);
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8) bad = wasm_v128_or(bad, wasm_i16x8_eq(wasm_v128_and(wasm_v128_load(src + i), e), e));
+  int any = wasm_v128_any_true(bad);
+  for (; i < n; i++) any |= (src[i] & 0x7c00) == 0x7c00;
+  return any ? BN_STATUS_BAD_CONFIG : BN_STATUS_OK;
 }

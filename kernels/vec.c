@@ -78,6 +78,10 @@ void bn_dot_i2_i8_ref(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1,
                       int32_t *dots, uint32_t ld_dots);
 void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
                        int32_t *dots, uint32_t ld_dots);
+void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
+                    const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
+void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
+                     const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
 
 const bn_ops bn_ops_ref = {
   .dot_i2_i8 = bn_dot_i2_i8_ref,
@@ -89,6 +93,7 @@ const bn_ops bn_ops_ref = {
   .axpy_f16 = bn_axpy_f16_ref,
   .exp_sub = bn_exp_sub_ref,
   .sum = bn_sum_ref,
+  .head_q7 = bn_head_q7_ref,
 };
 
 /* ================================ SIMD ================================ */
@@ -107,11 +112,9 @@ static float bn_dot_f32_simd(const float *a, const float *b, uint32_t n) {
 static float bn_dot_f32_f16_simd(const float *a, const uint16_t *b, uint32_t n) {
   v128_t s0 = wasm_f32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
   for (uint32_t i = 0; i < n; i += 16) {
-    const v128_t h0 = wasm_v128_load(b + i), h1 = wasm_v128_load(b + i + 8);
-    const v128_t f0 = bn_f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h0));
-    const v128_t f1 = bn_f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h0));
-    const v128_t f2 = bn_f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h1));
-    const v128_t f3 = bn_f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h1));
+    v128_t f0, f1, f2, f3;
+    bn_f16x8_to_f32x4x2(wasm_v128_load(b + i), &f0, &f1);
+    bn_f16x8_to_f32x4x2(wasm_v128_load(b + i + 8), &f2, &f3);
     s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(a + i), f0));
     s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(a + i + 4), f1));
     s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(wasm_v128_load(a + i + 8), f2));
@@ -172,9 +175,8 @@ static void bn_axpy_f16_simd(float *y, float a, const uint16_t *x, uint32_t n) {
   const v128_t va = wasm_f32x4_splat(a);
   uint32_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const v128_t h = wasm_v128_load(x + i);
-    const v128_t f0 = bn_f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h));
-    const v128_t f1 = bn_f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h));
+    v128_t f0, f1;
+    bn_f16x8_to_f32x4x2(wasm_v128_load(x + i), &f0, &f1);
     wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(va, f0)));
     wasm_v128_store(y + i + 4, wasm_f32x4_add(wasm_v128_load(y + i + 4), wasm_f32x4_mul(va, f1)));
   }
@@ -211,6 +213,7 @@ const bn_ops bn_ops_simd = {
   .axpy_f16 = bn_axpy_f16_simd,
   .exp_sub = bn_exp_sub_simd,
   .sum = bn_sum_simd,
+  .head_q7 = bn_head_q7_simd,
 };
 
 const bn_ops *bn_ops_select(uint32_t kernel) { return kernel == BN_KERNEL_REF ? &bn_ops_ref : &bn_ops_simd; }

@@ -73,6 +73,22 @@ export function bitLinear(w: Ternary, x: ArrayLike<number>): Float64Array {
   return y;
 }
 
+/** The loader's head modes (engine/loader.ts HeadMode). */
+export type OracleHead = "file" | "q8_0" | "q7";
+
+/** An F16 matrix quantized at load as kernels/repack.c does: per 32 values, scale absmax/127 (stored
+ * as f16) for Q8_0 or absmax/63 (f32) for Q7, round half to even. */
+function requantize(v: Float32Array, mode: "q8_0" | "q7"): Float32Array {
+  const f = Math.fround, lim = mode === "q8_0" ? 127 : 63, out = new Float32Array(v.length);
+  for (let b = 0; b < v.length; b += 32) {
+    let amax = 0;
+    for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(v[b + i]));
+    const d = mode === "q8_0" ? Math.f16round(f(amax / 127)) : f(amax / 63), id = d > 0 ? f(1 / d) : 0;
+    for (let i = 0; i < 32; i++) out[b + i] = Math.max(-lim, Math.min(lim, roundHalfEven(f(v[b + i] * id)))) * d;
+  }
+  return out;
+}
+
 /** A Q8_0 head multiplies int8 activation blocks of 32 (scale absmax/127): the values it sees. */
 function q8Activations(y: Float64Array): Float64Array {
   const f = Math.fround, out = new Float64Array(y.length);
@@ -101,7 +117,9 @@ export class Oracle {
   readonly #layers: OracleLayer[];
   readonly #cache = new Map<number, { k: Float64Array[][]; v: Float64Array[][] }>();
 
-  private constructor(config: ModelConfig, read: (t: GgufTensorInfo) => Uint8Array) {
+  readonly #headQ8: boolean;
+
+  private constructor(config: ModelConfig, read: (t: GgufTensorInfo) => Uint8Array, head: OracleHead) {
     this.config = config;
     const floats = (t: GgufTensorInfo): Float32Array => {
       const bytes = read(t);
@@ -125,8 +143,11 @@ export class Oracle {
       if (t.scale) beta *= new Float32Array(read(t.scale).slice().buffer)[0];
       return { trits, beta, rows: t.rows, cols: t.cols };
     };
-    this.#embd = floats(config.tokenEmbd);
-    this.#head = config.tiedOutput ? this.#embd : floats(config.output);
+    const embedding = (t: GgufTensorInfo) =>
+      head !== "file" && t.type === GGML_TYPE.F16 ? requantize(floats(t), head) : floats(t);
+    this.#embd = embedding(config.tokenEmbd);
+    this.#head = config.tiedOutput ? this.#embd : embedding(config.output);
+    this.#headQ8 = config.output.type === GGML_TYPE.Q8_0 || (head !== "file" && config.output.type === GGML_TYPE.F16);
     this.#outNorm = f64(config.outputNorm);
     this.#layers = config.layers.map((L) => ({
       attnNorm: f64(L.attnNorm),
@@ -143,8 +164,8 @@ export class Oracle {
     }));
   }
 
-  /** Reads the GGUF at `path` into float64 / trit arrays. */
-  static load(path: string): Oracle {
+  /** Reads the GGUF at `path` into float64 / trit arrays; `head` mirrors the loader's head modes. */
+  static load(path: string, head: OracleHead = "file"): Oracle {
     const gguf = openGguf(path);
     const config = modelConfigFromGguf(gguf);
     using file = Deno.openSync(path);
@@ -154,7 +175,7 @@ export class Oracle {
       for (let done = 0; done < buf.length;) done += file.readSync(buf.subarray(done)) ?? 0;
       return buf;
     };
-    return new Oracle(config, read);
+    return new Oracle(config, read, head);
   }
 
   /** Forgets the KV cache of `slot`. */
@@ -213,7 +234,7 @@ export class Oracle {
       x = x.map((e, i) => e + d[i]);
     });
     let y = rmsnorm(x, this.#outNorm, c.normEps);
-    if (c.output.type === GGML_TYPE.Q8_0) y = q8Activations(y);
+    if (this.#headQ8) y = q8Activations(y);
     const logits = new Float64Array(c.nVocab);
     for (let t = 0; t < c.nVocab; t++) {
       let s = 0;

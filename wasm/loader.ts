@@ -15,7 +15,7 @@ export const KERNEL_IDS: Readonly<Record<KernelVariant, number>> = { ref: 0, sim
 export const BN_STATUS = { OK: 0, ABORTED: 1, BAD_ARG: 2, BAD_CONFIG: 3 } as const;
 
 /** Commands posted to the pool (`BN_CMD_*`). */
-export const BN_CMD = { NONE: 0, FORWARD: 1, QUIT: 2, MATMUL_TEST: 3 } as const;
+export const BN_CMD = { NONE: 0, FORWARD: 1, QUIT: 2, MATMUL_TEST: 3, SWEEP: 4 } as const;
 
 /** Bytes of stack each instance gets (the module is linked with a 64 KiB stack). */
 export const STACK_BYTES = 64 * 1024;
@@ -42,6 +42,8 @@ interface BnExports {
   bn_repack_tq1_0(src: number, dst: number, n: number, scale: number): number;
   bn_i2s_check(w: number, n: number): number;
   bn_quantize_q8_0_f16(src: number, dst: number, n: number): void;
+  bn_quantize_q7_f16(src: number, dstW: number, dstS: number, n: number): void;
+  bn_f16_check(src: number, n: number): number;
 }
 
 const WASM_DIR = new URL("./", import.meta.url);
@@ -135,6 +137,16 @@ export class WasmHost {
   /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */
   quantizeQ8_0(src: number, dst: number, n: number): void {
     this.#x.bn_quantize_q8_0_f16(src, dst, n);
+  }
+
+  /** Quantizes n F16 values at `src` to the Q7 head layout: bytes at `dstW`, f32 block scales at `dstS`. */
+  quantizeQ7(src: number, dstW: number, dstS: number, n: number): void {
+    this.#x.bn_quantize_q7_f16(src, dstW, dstS, n);
+  }
+
+  /** True when the n F16 values at `src` are all finite. */
+  f16Finite(src: number, n: number): boolean {
+    return this.#x.bn_f16_check(src, n) === BN_STATUS.OK;
   }
 }
 

@@ -66,6 +66,24 @@ for (const embd of ["f16", "q8_0"] as const) {
   });
 }
 
+for (const head of ["q8_0", "q7"] as const) {
+  Deno.test(`forward() matches the oracle with the F16 head quantized to ${head} at load`, async () => {
+    const path = await tinyModel({ nVocab: 517 }); // not a multiple of the 4-row tile
+    const oracle = Oracle.load(path, head);
+    const ref = TOKENS.map((t) => oracle.step(t));
+    let first: Float32Array | undefined;
+    for (const kernel of ["ref", "simd128", "relaxed"] as KernelVariant[]) {
+      for (const threads of [1, 3]) {
+        const logits = await withModel(path, { kernel, threads, head }, (rt) => prefill(rt, TOKENS));
+        if (!first) {
+          first = logits;
+          compareToOracle(logits, ref, oracle.config.nVocab);
+        } else assertEquals(logits, first, `${head} ${kernel} x${threads}`);
+      }
+    }
+  });
+}
+
 Deno.test("forward() logits are bit-identical across kernels, thread counts and ternary layouts", async () => {
   let first: Float32Array | undefined;
   for (const type of ["i2_s", "tq2_0", "tq1_0"] as const) {
