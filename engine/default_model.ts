@@ -4,4 +4,6 @@
  *
  * @module
  */
-export const DEFAULT_MODEL_PATH: string = decodeURIComponent(new URL("../models/default.gguf", import.meta.url).pathname);
+export const DEFAULT_MODEL_PATH: string = decodeURIComponent(
+  new URL("../models/default.gguf", import.meta.url).pathname,
+);

@@ -6,7 +6,7 @@
  */
 import { type ChatMessage, chatStopIds, encodeChat } from "./chat_template.ts";
 import { ContextOverflowError } from "./errors.ts";
-import { type LoadOptions, loadModel } from "./loader.ts";
+import { loadModel, type LoadOptions } from "./loader.ts";
 import { type ModelRuntime } from "./runtime.ts";
 import { Scheduler, type SchedulerStats } from "./scheduler.ts";
 import { type GenerateRequest, type GenerationEvent, Sequence } from "./sequence.ts";
@@ -33,7 +33,12 @@ export interface ModelInfo {
   readonly headType: string;
   readonly activation: string;
   readonly loadMs: number;
-  readonly memory: { readonly total: number; readonly weights: number; readonly kv: number; readonly scratch: number };
+  readonly memory: {
+    readonly total: number;
+    readonly weights: number;
+    readonly kv: number;
+    readonly scratch: number;
+  };
 }
 
 /**
@@ -107,7 +112,9 @@ export class Engine {
   describe(): string {
     const i = this.info, m = i.memory;
     return `${i.id} (${i.arch}, ${i.activation}, head ${i.headType}) | kernel ${i.kernel} x ${i.threads} threads | ` +
-      `${i.nSlots} slot(s) x ${i.nCtx} ctx | memory ${formatBytes(m.total)} (weights ${formatBytes(m.weights)}, ` +
+      `${i.nSlots} slot(s) x ${i.nCtx} ctx | memory ${formatBytes(m.total)} (weights ${
+        formatBytes(m.weights)
+      }, ` +
       `KV ${formatBytes(m.kv)}, scratch ${formatBytes(m.scratch)}) | loaded in ${i.loadMs.toFixed(0)} ms`;
   }
 

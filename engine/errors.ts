@@ -23,9 +23,15 @@ export class DrainingError extends Error {
 /** The prompt does not fit the context (HTTP 400 with the token counts). */
 export class ContextOverflowError extends RangeError {
   override name = "ContextOverflowError";
-  constructor(readonly promptTokens: number, readonly requestedTokens: number, readonly contextTokens: number) {
+  constructor(
+    readonly promptTokens: number,
+    readonly requestedTokens: number,
+    readonly contextTokens: number,
+  ) {
     super(
-      `This request needs ${promptTokens + requestedTokens} tokens (${promptTokens} in the prompt + ${requestedTokens} to generate) ` +
+      `This request needs ${
+        promptTokens + requestedTokens
+      } tokens (${promptTokens} in the prompt + ${requestedTokens} to generate) ` +
         `but the context holds ${contextTokens}: shorten the prompt or lower max_tokens`,
     );
   }

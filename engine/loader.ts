@@ -16,7 +16,12 @@ import { CtxWriter } from "./ctx_writer.ts";
 import { GGML_TYPE, ggmlTypeName } from "./ggml_types.ts";
 import { type GgufFile, type GgufTensorInfo, openGguf } from "./gguf.ts";
 import { type MemoryPlan, planMemory } from "./memory_plan.ts";
-import { type ModelConfig, modelConfigFromGguf, ModelConfigError, type TernaryTensor } from "./model_config.ts";
+import {
+  type ModelConfig,
+  ModelConfigError,
+  modelConfigFromGguf,
+  type TernaryTensor,
+} from "./model_config.ts";
 import { ModelRuntime } from "./runtime.ts";
 import { ThreadPool } from "./thread_pool.ts";
 
@@ -110,7 +115,9 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   items.sort((a, b) => a.src.offset - b.src.offset);
   const staging = Math.max(
     0,
-    ...items.map((it) => it.kind === "repack" ? it.src.nbytes : it.kind === "direct" ? 0 : Math.min(it.src.nbytes, READ_CHUNK)),
+    ...items.map((it) =>
+      it.kind === "repack" ? it.src.nbytes : it.kind === "direct" ? 0 : Math.min(it.src.nbytes, READ_CHUNK)
+    ),
   );
   const km = await compileKernel(kernel === "ref" ? "simd128" : kernel);
   const plan = planMemory(
@@ -129,7 +136,9 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   writeRope(memory, plan, config, nCtx);
   const ctx = new CtxWriter(memory, host.abi, plan.ctx);
   writeCtx(ctx, memory, plan, config, { nCtx, nSlots, maxBatch, maxOut, threads }, headMode, kernel);
-  if (host.checkCtx(plan.ctx) !== 0) throw new ModelConfigError(path, "the kernel module refused this configuration");
+  if (host.checkCtx(plan.ctx) !== 0) {
+    throw new ModelConfigError(path, "the kernel module refused this configuration");
+  }
   const pool = await ThreadPool.start(km, memory, host.abi, plan.ctx, plan.stackTops.slice(1), options.spin);
   const runtime = new ModelRuntime({
     config,
@@ -146,19 +155,33 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
 
 function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
   const items: LoadItem[] = [];
-  const asIs = (info: GgufTensorInfo): LoadItem => ({ name: info.name, src: info, bytes: info.nbytes, kind: "direct" });
+  const asIs = (info: GgufTensorInfo): LoadItem => ({
+    name: info.name,
+    src: info,
+    bytes: info.nbytes,
+    kind: "direct",
+  });
   const tern = (t: TernaryTensor): LoadItem => {
     const n = t.rows * t.cols;
-    return t.info.type === GGML_TYPE.I2_S && !t.scale
-      ? asIs(t.info)
-      : { name: t.info.name, src: t.info, bytes: n / 4 + 32, kind: t.info.type === GGML_TYPE.I2_S ? "direct" : "repack", scale: t.scale };
+    return t.info.type === GGML_TYPE.I2_S && !t.scale ? asIs(t.info) : {
+      name: t.info.name,
+      src: t.info,
+      bytes: n / 4 + 32,
+      kind: t.info.type === GGML_TYPE.I2_S ? "direct" : "repack",
+      scale: t.scale,
+    };
   };
   // in head mode "q8_0" every F16 embedding-shaped tensor is quantized; a tied head's Q8_0 copy
   // then serves the embedding lookup too (one copy in memory)
   const embedding = (info: GgufTensorInfo): LoadItem => {
     const type = storedType(info, head);
     if (type === info.type) return asIs(info);
-    return { name: info.name, src: info, bytes: storedBytes(info, type), kind: type === HEAD_Q7 ? "q7" : "q8_0" };
+    return {
+      name: info.name,
+      src: info,
+      bytes: storedBytes(info, type),
+      kind: type === HEAD_Q7 ? "q7" : "q8_0",
+    };
   };
   items.push(embedding(config.tokenEmbd));
   if (!config.tiedOutput) items.push(embedding(config.output));
@@ -171,12 +194,21 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
 }
 
 /** Positioned reads of `bytes` at file offset `offset` straight into memory at `dst`. */
-function readInto(file: Deno.FsFile, offset: number, memory: WebAssembly.Memory, dst: number, bytes: number, path: string) {
+function readInto(
+  file: Deno.FsFile,
+  offset: number,
+  memory: WebAssembly.Memory,
+  dst: number,
+  bytes: number,
+  path: string,
+) {
   file.seekSync(offset, Deno.SeekMode.Start);
   let done = 0;
   while (done < bytes) {
     const n = file.readSync(new Uint8Array(memory.buffer, dst + done, bytes - done));
-    if (n === null || n === 0) throw new ModelConfigError(path, `unexpected end of file at byte ${offset + done}`);
+    if (n === null || n === 0) {
+      throw new ModelConfigError(path, `unexpected end of file at byte ${offset + done}`);
+    }
     done += n;
   }
 }
@@ -230,7 +262,9 @@ async function readTensors(
       const scale = host.repackTernary(kind, stage, dst, n);
       if (scale === null) {
         fail(
-          `(${ggmlTypeName(it.src.type)}) cannot be repacked exactly: its blocks have different scales or invalid ` +
+          `(${
+            ggmlTypeName(it.src.type)
+          }) cannot be repacked exactly: its blocks have different scales or invalid ` +
             "codes, so it is not a ternary tensor with one scale",
         );
       }
@@ -252,7 +286,13 @@ async function readTensors(
 }
 
 /** bitnet files may carry the scale as a separate [1] tensor: fold it into the I2_S scale. */
-function applyScaleTensor(file: Deno.FsFile, it: LoadItem, memory: WebAssembly.Memory, scaleAt: number, path: string) {
+function applyScaleTensor(
+  file: Deno.FsFile,
+  it: LoadItem,
+  memory: WebAssembly.Memory,
+  scaleAt: number,
+  path: string,
+) {
   const buf = new Uint8Array(4);
   file.seekSync(it.scale!.offset, Deno.SeekMode.Start);
   if (file.readSync(buf) !== 4) throw new ModelConfigError(path, `tensor "${it.scale!.name}" is truncated`);
@@ -314,7 +354,21 @@ function writeCtx(
   });
   const s = plan.scratch;
   for (
-    const k of ["x", "xb", "xq", "xscale", "xsum", "q", "att", "hb", "hb2", "scores", "hq", "hscale", "hsum"] as const
+    const k of [
+      "x",
+      "xb",
+      "xq",
+      "xscale",
+      "xsum",
+      "q",
+      "att",
+      "hb",
+      "hb2",
+      "scores",
+      "hq",
+      "hscale",
+      "hsum",
+    ] as const
   ) {
     c.u32(`state.${k}`, s[k].offset);
   }

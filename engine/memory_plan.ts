@@ -44,7 +44,12 @@ export interface MemoryPlan {
   readonly stackTops: readonly number[];
   readonly ctx: number;
   readonly layers: number;
-  readonly batch: { readonly tokens: number; readonly pos: number; readonly slot: number; readonly outIdx: number };
+  readonly batch: {
+    readonly tokens: number;
+    readonly pos: number;
+    readonly slot: number;
+    readonly outIdx: number;
+  };
   readonly ropeCos: number;
   readonly ropeSin: number;
   /** Final address of each placed tensor, by name. */
@@ -114,7 +119,9 @@ export function planMemory(
   layerBytes: number,
 ): MemoryPlan {
   for (const [k, v] of Object.entries(sizes)) {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`Memory plan: ${k} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v < 1) {
+      throw new RangeError(`Memory plan: ${k} must be a positive integer, got ${v}`);
+    }
   }
   if (sizes.maxOut > sizes.maxBatch) throw new RangeError("Memory plan: maxOut must not exceed maxBatch");
   let at = align(heapBase, PAGE);
@@ -129,7 +136,12 @@ export function planMemory(
   const ctx = take(ctxBytes).offset;
   const layers = take(layerBytes * shape.nLayers).offset;
   const b = sizes.maxBatch;
-  const batch = { tokens: take(4 * b).offset, pos: take(4 * b).offset, slot: take(4 * b).offset, outIdx: take(4 * b).offset };
+  const batch = {
+    tokens: take(4 * b).offset,
+    pos: take(4 * b).offset,
+    slot: take(4 * b).offset,
+    outIdx: take(4 * b).offset,
+  };
   const half = shape.headDim / 2;
   const ropeCos = take(4 * sizes.nCtx * half).offset;
   const ropeSin = take(4 * sizes.nCtx * half).offset;
@@ -162,7 +174,9 @@ export function planMemory(
   const kvEach = kvCacheBytes(shape, sizes) / 2;
   const kCache = take(kvEach);
   const vCache = take(kvEach);
-  const staging = stagingBytes <= 2 * kvEach ? { offset: kCache.offset, bytes: stagingBytes } : take(stagingBytes);
+  const staging = stagingBytes <= 2 * kvEach
+    ? { offset: kCache.offset, bytes: stagingBytes }
+    : take(stagingBytes);
   const totalBytes = align(at, PAGE);
   if (totalBytes > WASM_MAX_BYTES) {
     throw new RangeError(

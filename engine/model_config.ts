@@ -109,7 +109,9 @@ export function modelConfigFromGguf(gguf: GgufFile): ModelConfig {
     const v = meta.get(`${arch}.${key}`);
     if (v === undefined && fallback !== undefined) return fallback;
     if (typeof v !== "number" || !Number.isFinite(v)) {
-      return fail(`key "${arch}.${key}" is ${v === undefined ? "missing" : `${describe(v)}`}, expected a number`);
+      return fail(
+        `key "${arch}.${key}" is ${v === undefined ? "missing" : `${describe(v)}`}, expected a number`,
+      );
     }
     return v;
   };
@@ -127,8 +129,12 @@ export function modelConfigFromGguf(gguf: GgufFile): ModelConfig {
   const headDim = dim / nHeads;
   if (!Number.isInteger(headDim)) fail(`embedding_length ${dim} is not a multiple of head_count ${nHeads}`);
   const ropeDims = int("rope.dimension_count", headDim);
-  if (ropeDims !== headDim) fail(`key "${arch}.rope.dimension_count" is ${ropeDims}, expected ${headDim} (full-head RoPE)`);
-  if (nHeads % nKvHeads) fail(`attention.head_count ${nHeads} is not a multiple of head_count_kv ${nKvHeads}`);
+  if (ropeDims !== headDim) {
+    fail(`key "${arch}.rope.dimension_count" is ${ropeDims}, expected ${headDim} (full-head RoPE)`);
+  }
+  if (nHeads % nKvHeads) {
+    fail(`attention.head_count ${nHeads} is not a multiple of head_count_kv ${nKvHeads}`);
+  }
   if (dim % 128) fail(`embedding_length ${dim} is not a multiple of 128 (I2_S blocks)`);
   if (ffnDim % 128) fail(`feed_forward_length ${ffnDim} is not a multiple of 128 (I2_S blocks)`);
   if (headDim % 16) fail(`head dimension ${headDim} is not a multiple of 16`);
@@ -143,7 +149,11 @@ export function modelConfigFromGguf(gguf: GgufFile): ModelConfig {
     const t = gguf.tensorsByName.get(name);
     if (!t) return fail(`tensor "${name}" is missing`);
     if (!types.includes(t.type)) {
-      fail(`tensor "${name}" has type ${describeGgmlType(t.type)}, expected one of ${types.map(describeGgmlType).join(", ")}`);
+      fail(
+        `tensor "${name}" has type ${describeGgmlType(t.type)}, expected one of ${
+          types.map(describeGgmlType).join(", ")
+        }`,
+      );
     }
     if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
       fail(`tensor "${name}" has shape [${t.dims.join(", ")}], expected [${dims.join(", ")}]`);
@@ -231,7 +241,10 @@ function pickActivation(
   if (arch !== "bitnet") return { activation: "relu2", rule: `architecture ${arch} (2B4T family)` };
   const tok = meta.get("tokenizer.ggml.model");
   return tok === "gpt2"
-    ? { activation: "relu2", rule: 'architecture bitnet with a "gpt2" BPE vocabulary (BitNetForCausalLM family)' }
+    ? {
+      activation: "relu2",
+      rule: 'architecture bitnet with a "gpt2" BPE vocabulary (BitNetForCausalLM family)',
+    }
     : { activation: "silu", rule: `architecture bitnet with tokenizer "${String(tok)}" (1bitLLM family)` };
 }
 

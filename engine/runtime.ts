@@ -85,14 +85,18 @@ export class ModelRuntime {
     const { maxBatch, maxOut, nCtx, nSlots } = this.sizes;
     if (n < 1 || n > maxBatch) throw new RangeError(`forward: ${n} tokens, expected 1..${maxBatch}`);
     if (nOut > maxOut) throw new RangeError(`forward: ${nOut} logits rows, expected at most ${maxOut}`);
-    if (batch.pos.length !== n || batch.slot.length !== n) throw new RangeError("forward: tokens/pos/slot lengths differ");
+    if (batch.pos.length !== n || batch.slot.length !== n) {
+      throw new RangeError("forward: tokens/pos/slot lengths differ");
+    }
     const buf = this.memory.buffer;
     const b = this.plan.batch;
     const tokens = new Int32Array(buf, b.tokens, n), pos = new Int32Array(buf, b.pos, n);
     const slot = new Int32Array(buf, b.slot, n), out = new Int32Array(buf, b.outIdx, Math.max(nOut, 1));
     for (let i = 0; i < n; i++) {
       const t = batch.tokens[i], p = batch.pos[i], s = batch.slot[i];
-      if (!(t >= 0 && t < this.config.nVocab)) throw new RangeError(`forward: token ${t} outside the vocabulary`);
+      if (!(t >= 0 && t < this.config.nVocab)) {
+        throw new RangeError(`forward: token ${t} outside the vocabulary`);
+      }
       if (!(p >= 0 && p < nCtx)) throw new RangeError(`forward: position ${p} outside 0..${nCtx - 1}`);
       if (!(s >= 0 && s < nSlots)) throw new RangeError(`forward: slot ${s} outside 0..${nSlots - 1}`);
       tokens[i] = t;
@@ -101,7 +105,9 @@ export class ModelRuntime {
     }
     for (let j = 0; j < nOut; j++) {
       const o = batch.outIdx[j];
-      if (!(o >= 0 && o < n) || (j > 0 && o <= batch.outIdx[j - 1])) throw new RangeError("forward: bad outIdx");
+      if (!(o >= 0 && o < n) || (j > 0 && o <= batch.outIdx[j - 1])) {
+        throw new RangeError("forward: bad outIdx");
+      }
       out[j] = o;
     }
     this.#ctx.u32("batch.n_tokens", n);

@@ -157,8 +157,10 @@ export class Scheduler {
       const seq = this.#queue.shift()!;
       const prompt = seq.request.prompt;
       let best = free[0], bestLen = -1;
+      // prompt logprobs need the logits of every prompt position: nothing can be reused
+      const reusable = seq.request.promptLogprobs ? 0 : prompt.length - 1;
       for (const slot of free) {
-        const limit = Math.min(slot.tokens.length, prompt.length - 1);
+        const limit = Math.min(slot.tokens.length, reusable);
         let n = 0;
         while (n < limit && slot.tokens[n] === prompt[n]) n++;
         if (n > bestLen) [best, bestLen] = [slot, n];
@@ -178,14 +180,18 @@ export class Scheduler {
     const { maxBatch, maxOut } = this.#rt.sizes;
     const rows: Row[] = [];
     let outs = 0;
-    const active = this.#slots.map((s) => s.seq).filter((s): s is Sequence => !!s && !s.finished && !s.cancelled);
+    const active = this.#slots.map((s) => s.seq).filter((s): s is Sequence =>
+      !!s && !s.finished && !s.cancelled
+    );
     for (const seq of active) {
       if (seq.pending < 0 || rows.length >= maxBatch || outs >= maxOut) continue;
       rows.push({ seq, token: seq.pending, index: -1, out: true });
       outs++;
     }
     let prefillBudget = rows.length ? this.#opts.prefillChunk : maxBatch;
-    const prefilling = active.filter((s) => s.fed < s.promptLength).sort((a, b) => a.admittedAt - b.admittedAt);
+    const prefilling = active.filter((s) => s.fed < s.promptLength).sort((a, b) =>
+      a.admittedAt - b.admittedAt
+    );
     for (const seq of prefilling) {
       const left = seq.promptLength - seq.fed;
       let n = Math.min(left, maxBatch - rows.length, prefillBudget);

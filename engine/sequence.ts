@@ -93,7 +93,12 @@ export class Sequence {
   pending = -1;
   finished = false;
 
-  constructor(request: GenerateRequest, tokenizer: Tokenizer, defaultStops: readonly number[], signal?: AbortSignal) {
+  constructor(
+    request: GenerateRequest,
+    tokenizer: Tokenizer,
+    defaultStops: readonly number[],
+    signal?: AbortSignal,
+  ) {
     this.request = request;
     this.signal = signal;
     this.#sampler = new Sampler(request.sampling);
@@ -137,7 +142,9 @@ export class Sequence {
     const id = this.#sampler.sample(logits, this.#history);
     const now = performance.now();
     if (!this.firstTokenAt) this.firstTokenAt = now;
-    const lp = this.request.logprobs !== undefined ? tokenLogprobs(logits, id, this.request.logprobs) : undefined;
+    const lp = this.request.logprobs !== undefined
+      ? tokenLogprobs(logits, id, this.request.logprobs)
+      : undefined;
     if (this.#stopTokens.has(id)) return this.#finish("stop");
     this.generated++;
     this.#history.push(id);
@@ -165,12 +172,18 @@ export class Sequence {
       type: "done",
       text: tail,
       finishReason: reason,
-      usage: { promptTokens: this.promptLength, completionTokens: this.generated, cachedTokens: this.cachedTokens },
+      usage: {
+        promptTokens: this.promptLength,
+        completionTokens: this.generated,
+        cachedTokens: this.cachedTokens,
+      },
       timings: {
         queueMs: this.admittedAt ? this.admittedAt - this.submittedAt : 0,
         ttftMs: this.firstTokenAt ? this.firstTokenAt - this.submittedAt : 0,
         decodeMs,
-        decodeTokensPerSecond: this.generated > 1 && decodeMs > 0 ? ((this.generated - 1) * 1000) / decodeMs : 0,
+        decodeTokensPerSecond: this.generated > 1 && decodeMs > 0
+          ? ((this.generated - 1) * 1000) / decodeMs
+          : 0,
       },
     });
     this.events.close();

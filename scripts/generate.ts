@@ -13,6 +13,7 @@ import { Engine } from "../engine/engine.ts";
 import type { HeadMode } from "../engine/loader.ts";
 import type { KernelVariant } from "../wasm/loader.ts";
 import { DEFAULT_MODEL_PATH } from "../engine/default_model.ts";
+import { terminalProgress } from "../engine/progress_bar.ts";
 
 const USAGE = `usage: deno task generate [--model FILE] --prompt TEXT [--chat] [-n N] [--temperature T]
        [--top-k K] [--top-p P] [--seed S] [--threads N] [--kernel ref|simd128|relaxed] [--head file|q8_0|q7]
@@ -26,7 +27,9 @@ function fail(message: string): never {
 function num(v: string | undefined, name: string, fallback: number, int = false): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (!Number.isFinite(n) || (int && !Number.isInteger(n))) fail(`--${name} must be a ${int ? "integer" : "number"}`);
+  if (!Number.isFinite(n) || (int && !Number.isInteger(n))) {
+    fail(`--${name} must be a ${int ? "integer" : "number"}`);
+  }
   return n;
 }
 
@@ -74,6 +77,7 @@ if (import.meta.main) {
     head,
     nCtx: args.ctx ? num(args.ctx, "ctx", 0, true) : undefined,
     maxBatch: 256,
+    onProgress: terminalProgress("loading"),
   });
   err(`${engine.describe()}\n`);
   const prompt = args.chat
@@ -94,9 +98,13 @@ if (import.meta.main) {
     if (ev.type === "done") {
       const prefillMs = ev.timings.ttftMs - ev.timings.queueMs;
       err(
-        `\n\n[${ev.finishReason}] load ${engine.info.loadMs.toFixed(0)} ms | prompt ${ev.usage.promptTokens} tokens, ` +
+        `\n\n[${ev.finishReason}] load ${
+          engine.info.loadMs.toFixed(0)
+        } ms | prompt ${ev.usage.promptTokens} tokens, ` +
           `prefill ${(ev.usage.promptTokens / (prefillMs / 1000)).toFixed(1)} tok/s | ` +
-          `${ev.usage.completionTokens} generated, decode ${ev.timings.decodeTokensPerSecond.toFixed(1)} tok/s | ` +
+          `${ev.usage.completionTokens} generated, decode ${
+            ev.timings.decodeTokensPerSecond.toFixed(1)
+          } tok/s | ` +
           `total ${(performance.now() - t0).toFixed(0)} ms\n`,
       );
     }

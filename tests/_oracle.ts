@@ -84,7 +84,9 @@ function requantize(v: Float32Array, mode: "q8_0" | "q7"): Float32Array {
     let amax = 0;
     for (let i = 0; i < 32; i++) amax = Math.max(amax, Math.abs(v[b + i]));
     const d = mode === "q8_0" ? Math.f16round(f(amax / 127)) : f(amax / 63), id = d > 0 ? f(1 / d) : 0;
-    for (let i = 0; i < 32; i++) out[b + i] = Math.max(-lim, Math.min(lim, roundHalfEven(f(v[b + i] * id)))) * d;
+    for (let i = 0; i < 32; i++) {
+      out[b + i] = Math.max(-lim, Math.min(lim, roundHalfEven(f(v[b + i] * id)))) * d;
+    }
   }
   return out;
 }
@@ -147,7 +149,8 @@ export class Oracle {
       head !== "file" && t.type === GGML_TYPE.F16 ? requantize(floats(t), head) : floats(t);
     this.#embd = embedding(config.tokenEmbd);
     this.#head = config.tiedOutput ? this.#embd : embedding(config.output);
-    this.#headQ8 = config.output.type === GGML_TYPE.Q8_0 || (head !== "file" && config.output.type === GGML_TYPE.F16);
+    this.#headQ8 = config.output.type === GGML_TYPE.Q8_0 ||
+      (head !== "file" && config.output.type === GGML_TYPE.F16);
     this.#outNorm = f64(config.outputNorm);
     this.#layers = config.layers.map((L) => ({
       attnNorm: f64(L.attnNorm),

@@ -22,7 +22,11 @@ async function prefill(rt: ModelRuntime, tokens: number[], slot = 0): Promise<Fl
   return logits.slice();
 }
 
-async function withModel<T>(path: string, opts: Parameters<typeof loadModel>[1], fn: (rt: ModelRuntime) => Promise<T>) {
+async function withModel<T>(
+  path: string,
+  opts: Parameters<typeof loadModel>[1],
+  fn: (rt: ModelRuntime) => Promise<T>,
+) {
   const { runtime } = await loadModel(path, { nCtx: 64, maxBatch: 32, maxOut: 32, ...opts });
   try {
     return await fn(runtime);
@@ -135,7 +139,10 @@ Deno.test("forward() rejects tokens, positions and slots outside the plan", asyn
     await rejects(rt.forward({ tokens: [1], pos: [0], slot: [1], outIdx: [0] }), RangeError);
     await rejects(rt.forward({ tokens: [], pos: [], slot: [], outIdx: [] }), RangeError);
     // still usable afterwards
-    assertEquals((await rt.forward({ tokens: [1], pos: [0], slot: [0], outIdx: [0] })).length, rt.config.nVocab);
+    assertEquals(
+      (await rt.forward({ tokens: [1], pos: [0], slot: [0], outIdx: [0] })).length,
+      rt.config.nVocab,
+    );
   });
 });
 

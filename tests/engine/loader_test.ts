@@ -1,0 +1,113 @@
+/**
+ * loadModel(): the file layouts it accepts (bitnet-25's output.weight, bitnet's `.scale` tensors)
+ * and the files it refuses, each with the tensor named.
+ */
+import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
+import { loadModel } from "../../engine/loader.ts";
+import { GGML_TYPE } from "../../engine/ggml_types.ts";
+import { ModelConfigError } from "../../engine/model_config.ts";
+import { packTQ2, unpackTQ2 } from "../../engine/ternary_pack.ts";
+import { tinyModel } from "../_models.ts";
+import { rewriteGguf } from "../_gguf_edit.ts";
+
+const TOKENS = [1, 5, 9, 200, 31, 7];
+
+async function logitsOf(path: string): Promise<Float32Array> {
+  const { runtime } = await loadModel(path, { threads: 2, nCtx: 32, maxBatch: 8, maxOut: 8 });
+  try {
+    const out = await runtime.forward({
+      tokens: TOKENS,
+      pos: TOKENS.map((_, i) => i),
+      slot: TOKENS.map(() => 0),
+      outIdx: [5],
+    });
+    return out.slice();
+  } finally {
+    await runtime.close();
+  }
+}
+
+const tmp = () => Deno.makeTempFileSync({ suffix: ".gguf" });
+
+Deno.test("loadModel() runs a bitnet-25 file (untied output.weight) like the tied bitnet-b1.58 one", async () => {
+  assertEquals(await logitsOf(await tinyModel({ arch: "bitnet-25" })), await logitsOf(await tinyModel()));
+});
+
+Deno.test("loadModel() folds bitnet `.scale` tensors into the ternary scale", async () => {
+  const src = await tinyModel({ arch: "bitnet", type: "tq2_0" });
+  // halve every block scale and add a `.scale` of 2: the same model
+  const out = rewriteGguf(src, tmp(), (tensors) => {
+    const extra = [];
+    for (const t of tensors) {
+      if (t.type !== GGML_TYPE.TQ2_0) continue;
+      const n = t.dims[0] * t.dims[1];
+      const { trits, scales } = unpackTQ2(t.data, n);
+      t.data = packTQ2(trits, scales.map((s) => s / 2));
+      extra.push({
+        name: t.name.replace(/\.weight$/, ".scale"),
+        type: GGML_TYPE.F32,
+        dims: [1],
+        data: new Uint8Array(new Float32Array([2]).buffer),
+      });
+    }
+    return [...tensors, ...extra];
+  });
+  assertEquals(await logitsOf(out), await logitsOf(src));
+  Deno.removeSync(out);
+});
+
+Deno.test("loadModel() refuses a TQ2_0 tensor whose blocks have different scales (not exactly ternary)", async () => {
+  const out = rewriteGguf(await tinyModel({ arch: "bitnet", type: "tq2_0" }), tmp(), (tensors) => {
+    const t = tensors.find((x) => x.name === "blk.1.ffn_gate.weight")!;
+    new DataView(t.data.buffer).setFloat16(66 * 3 + 64, 0.123, true); // block 3's d
+    return tensors;
+  });
+  await rejects(
+    loadModel(out, { threads: 1 }),
+    (e: Error) =>
+      e instanceof ModelConfigError &&
+      /blk\.1\.ffn_gate\.weight" \(TQ2_0\) cannot be repacked exactly/.test(e.message),
+  );
+  Deno.removeSync(out);
+});
+
+Deno.test("loadModel() refuses I2_S data holding the invalid code 3", async () => {
+  const out = rewriteGguf(await tinyModel(), tmp(), (tensors) => {
+    tensors.find((x) => x.name === "blk.0.attn_q.weight")!.data[100] = 0xff;
+    return tensors;
+  });
+  await rejects(
+    loadModel(out, { threads: 1 }),
+    /tensor "blk\.0\.attn_q\.weight" holds the invalid 2-bit code 3/,
+  );
+  Deno.removeSync(out);
+});
+
+Deno.test("loadModel() refuses an F16 embedding with infinities or NaNs, in every head mode", async () => {
+  const out = rewriteGguf(await tinyModel(), tmp(), (tensors) => {
+    new DataView(tensors.find((x) => x.name === "token_embd.weight")!.data.buffer).setUint16(
+      2 * 777,
+      0x7c00,
+      true,
+    );
+    return tensors;
+  });
+  for (const head of ["file", "q8_0", "q7"] as const) {
+    await rejects(
+      loadModel(out, { threads: 1, head }),
+      /tensor "token_embd\.weight" holds an infinite or NaN value/,
+    );
+  }
+  Deno.removeSync(out);
+});
+
+Deno.test("loadModel() refuses a memory plan over 4 GiB and says what to lower", async () => {
+  await rejects(
+    loadModel(await tinyModel(), { threads: 1, nCtx: 256, nSlots: 70000 }),
+    (e: Error) => e instanceof RangeError && /limited to 4 GiB: lower --ctx or --slots/.test(e.message),
+  );
+});
+
+Deno.test("loadModel() reports a missing file as NotFound", async () => {
+  await rejects(loadModel("/nonexistent/model.gguf"), Deno.errors.NotFound);
+});

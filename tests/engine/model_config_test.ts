@@ -1,0 +1,110 @@
+/**
+ * modelConfigFromGguf(): architectures, the activation rule, and refusals that name the key or
+ * tensor with expected vs found. Headers are edited in memory (no file needed past the first).
+ */
+import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
+import { type GgufFile, type GgufTensorInfo, type GgufValue, openGguf } from "../../engine/gguf.ts";
+import { ModelConfigError, modelConfigFromGguf } from "../../engine/model_config.ts";
+import { GGML_TYPE } from "../../engine/ggml_types.ts";
+import { tinyModel } from "../_models.ts";
+
+/** A copy of `g` with metadata keys set (undefined deletes) and tensors edited. */
+function edit(
+  g: GgufFile,
+  meta: Record<string, GgufValue | undefined>,
+  tensors: (t: GgufTensorInfo[]) => GgufTensorInfo[] = (t) => t,
+): GgufFile {
+  const metadata = new Map(g.metadata);
+  for (const [k, v] of Object.entries(meta)) v === undefined ? metadata.delete(k) : metadata.set(k, v);
+  const list = tensors([...g.tensors]);
+  return { ...g, metadata, tensors: list, tensorsByName: new Map(list.map((t) => [t.name, t])) };
+}
+
+const base = async (opts = {}) => openGguf(await tinyModel(opts));
+
+Deno.test("modelConfigFromGguf() reads the shape, numerics and tensors of a bitnet-b1.58 file", async () => {
+  const c = modelConfigFromGguf(await base());
+  assertEquals([c.arch, c.dim, c.nLayers, c.nHeads, c.nKvHeads, c.headDim, c.ffnDim], [
+    "bitnet-b1.58",
+    256,
+    2,
+    4,
+    2,
+    64,
+    768,
+  ]);
+  assertEquals([c.activation, c.tiedOutput, c.output.name], ["relu2", true, "token_embd.weight"]);
+  assertEquals(c.layers[1].wDown.info.name, "blk.1.ffn_down.weight");
+  assertEquals([c.layers[0].wk.rows, c.layers[0].wk.cols], [128, 256]);
+  assertEquals(Object.isFrozen(c), true);
+});
+
+Deno.test("modelConfigFromGguf() uses output.weight as the head when a bitnet-25 file has it", async () => {
+  const c = modelConfigFromGguf(await base({ arch: "bitnet-25" }));
+  assertEquals([c.arch, c.tiedOutput, c.output.name], ["bitnet-25", false, "output.weight"]);
+});
+
+Deno.test("modelConfigFromGguf() picks the activation by the documented rule", async () => {
+  const g = await base({ arch: "bitnet", type: "tq2_0" });
+  assertEquals(modelConfigFromGguf(g).activation, "relu2"); // bitnet + gpt2 vocabulary
+  assertEquals(modelConfigFromGguf(edit(g, { "tokenizer.ggml.model": "llama" })).activation, "silu");
+  assertEquals(modelConfigFromGguf(edit(g, { "bitnet.hidden_activation": "silu" })).activation, "silu");
+  assertEquals(modelConfigFromGguf(edit(g, { "bitnet.hidden_act": "relu2" })).activation, "relu2");
+  const silu = openGguf(await tinyModel({ arch: "bitnet", type: "tq2_0", hiddenAct: "silu" }));
+  assertEquals(modelConfigFromGguf(silu).activation, "silu");
+  throws(
+    () => modelConfigFromGguf(edit(g, { "bitnet.hidden_activation": "gelu" })),
+    /hidden_activation" is "gelu", expected "relu2" or "silu"/,
+  );
+});
+
+Deno.test("modelConfigFromGguf() refuses unknown architectures and missing keys by name", async () => {
+  const g = await base();
+  throws(() => modelConfigFromGguf(edit(g, { "general.architecture": "llama" })), ModelConfigError);
+  throws(
+    () => modelConfigFromGguf(edit(g, { "general.architecture": "llama" })),
+    /"llama", expected one of bitnet-b1.58, bitnet-25, bitnet/,
+  );
+  throws(
+    () => modelConfigFromGguf(edit(g, { "bitnet-b1.58.block_count": undefined })),
+    /key "bitnet-b1.58.block_count" is missing/,
+  );
+  throws(() => modelConfigFromGguf(edit(g, { "bitnet-b1.58.embedding_length": 250 })), /embedding_length/);
+  throws(
+    () => modelConfigFromGguf(edit(g, { "bitnet-b1.58.attention.head_count_kv": 3 })),
+    /head_count_kv 3/,
+  );
+});
+
+Deno.test("modelConfigFromGguf() refuses missing tensors, wrong types and wrong shapes, naming the tensor", async () => {
+  const g = await base();
+  throws(
+    () => modelConfigFromGguf(edit(g, {}, (t) => t.filter((x) => x.name !== "blk.1.attn_v.weight"))),
+    /tensor "blk.1.attn_v.weight" is missing/,
+  );
+  throws(
+    () =>
+      modelConfigFromGguf(
+        edit(g, {}, (t) => t.map((x) => x.name === "blk.0.ffn_up.weight" ? { ...x, type: 12 } : x)),
+      ),
+    /tensor "blk.0.ffn_up.weight" has type 12 \(Q4_K\), expected one of 36 \(I2_S\), 35 \(TQ2_0\), 34 \(TQ1_0\)/,
+  );
+  throws(
+    () =>
+      modelConfigFromGguf(
+        edit(g, {}, (t) => t.map((x) => x.name === "blk.0.attn_k.weight" ? { ...x, dims: [256, 256] } : x)),
+      ),
+    /tensor "blk.0.attn_k.weight" has shape \[256, 256\], expected \[256, 128\]/,
+  );
+  throws(
+    () =>
+      modelConfigFromGguf(
+        edit(g, {}, (t) => t.map((x) => x.name === "output_norm.weight" ? { ...x, type: GGML_TYPE.F16 } : x)),
+      ),
+    /tensor "output_norm.weight" has type 1 \(F16\), expected one of 0 \(F32\)/,
+  );
+  throws(
+    () => modelConfigFromGguf(edit(g, { "bitnet-b1.58.vocab_size": 9 })),
+    /vocab_size" is 9 but tensor "token_embd.weight" has 512 rows/,
+  );
+});
