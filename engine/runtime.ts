@@ -126,6 +126,29 @@ export class ModelRuntime {
     return new Float32Array(buf, this.plan.scratch.logits.offset, nOut * this.config.nVocab);
   }
 
+  /**
+   * Reads the loaded weights once per rep with every worker (kernel command SWEEP) and returns the
+   * best rate in GB/s (1e9 bytes/s): the memory bandwidth decoding can use.
+   */
+  async sweep(reps = 5): Promise<number> {
+    const regions = [...this.plan.tensors.values()];
+    const start = Math.min(...regions.map((r) => r.offset));
+    const end = Math.max(...regions.map((r) => r.offset + r.bytes));
+    const lines = Math.floor((end - start) / 64);
+    this.#ctx.u32("mm.w", start);
+    this.#ctx.u32("mm.rows", lines);
+    this.#ctx.u32("mm.cols", 64);
+    this.#ctx.u32("mm.ydot", this.plan.scratch.logits.offset);
+    let best = Infinity;
+    for (let r = 0; r < reps; r++) {
+      const t0 = performance.now();
+      const status = await this.#pool.run(BN_CMD.SWEEP);
+      if (status !== BN_STATUS.OK) throw new Error(`sweep failed with kernel status ${status}`);
+      best = Math.min(best, performance.now() - t0);
+    }
+    return (lines * 64) / (best * 1e6);
+  }
+
   /** Stops the workers. */
   async close(): Promise<void> {
     if (this.#closed) return;

@@ -1,0 +1,184 @@
+/**
+ * Renders a benchmark run as markdown (the README table) and compares two runs metric by metric.
+ *
+ * @module
+ */
+import { formatBytes } from "../../engine/memory_plan.ts";
+import type { BenchResult, RunResult } from "./result.ts";
+
+const f = (x: number | null | undefined, digits = 1) =>
+  x === null || x === undefined ? "n/a" : x.toFixed(digits);
+const ms = (x: number | null | undefined) => x === null || x === undefined ? "n/a" : `${x.toFixed(0)} ms`;
+
+function streamRate(run: RunResult, k: number): number | null {
+  return run.multi.streams.find((s) => s.streams === k)?.aggregateTokPerSec ?? null;
+}
+
+/** The line above the table: CPU, cores, runtime, date, model, cold start, bandwidth. */
+export function machineLine(r: BenchResult): string {
+  const m = r.machine;
+  const bw = m.bandwidthGBs === null
+    ? `not measured (${m.bandwidthNote})`
+    : `${m.bandwidthGBs.toFixed(1)} GB/s`;
+  return `CPU: ${m.cpu}, ${m.cores} cores, ${m.os} | Deno ${m.deno} (V8 ${m.v8}) | ${
+    r.date.slice(0, 10)
+  } | ` +
+    `model \`${r.model.file}\` (${r.model.id}, ${formatBytes(r.model.bytes)}) | cold start ${
+      ms(r.coldStart.ms)
+    } | ` +
+    `memory read bandwidth ${bw}${r.quick ? " | QUICK MODE (smoke test, not a measurement)" : ""}`;
+}
+
+/**
+ * The markdown report: machine line, one table row per configuration, and what each column means.
+ *
+ * @example
+ * ```ts ignore
+ * console.log(markdown(JSON.parse(Deno.readTextFileSync("bench/last.json"))));
+ * ```
+ */
+export function markdown(r: BenchResult): string {
+  const w = r.workload;
+  const head = [
+    "model",
+    "threads",
+    "kernel",
+    "head",
+    "load",
+    `TTFT(${w.ppTokens})`,
+    `pp${w.ppTokens} tok/s`,
+    `tg${w.tgTokens} tok/s`,
+    ...w.streams.map((k) => `${k} stream${k === 1 ? "" : "s"}`),
+    "peak RSS",
+    "bytes/token",
+    "GB/s",
+  ];
+  const rows = r.runs.map((run) => {
+    const s = run.single;
+    return [
+      r.model.file,
+      String(run.threads),
+      run.kernel,
+      `${run.head} (${s.headType})`,
+      ms(s.loadMs),
+      ms(s.ttftMs.median),
+      f(s.ppTokPerSec.median),
+      f(s.tgTokPerSec, 2),
+      ...w.streams.map((k) => f(streamRate(run, k), 2)),
+      formatBytes(s.peakRssBytes),
+      formatBytes(s.bytesPerToken.total),
+      f(run.impliedGBs, 2),
+    ];
+  });
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  const multiCtx = r.runs[0]?.multi;
+  return [
+    machineLine(r),
+    "",
+    line(head),
+    line(head.map(() => "---")),
+    ...rows.map(line),
+    "",
+    `load: open to workers ready. TTFT: median of ${w.reps}, \`engine.generate\` submission to first token, ` +
+    `${w.ppTokens}-token prompt. pp: median of ${w.reps} one-step prefills (\`runtime.forward\`). ` +
+    `tg: greedy decode of ${w.tgTokens} tokens through \`engine.generate\` (sampling and detokenizing included). ` +
+    `k streams: aggregate tok/s of k concurrent greedy requests of ${w.streamTokens} tokens` +
+    (multiCtx ? ` (${multiCtx.nSlots} slots x ${multiCtx.nCtx} ctx)` : "") +
+    `. peak RSS: VmHWM at ${w.singleCtx} ctx x 1 slot with the whole KV cache resident. ` +
+    `bytes/token: weights + LM head + KV read at the tg run's mean position; GB/s = bytes/token x tg tok/s.`,
+  ].join("\n");
+}
+
+interface Metric {
+  readonly name: string;
+  readonly get: (run: RunResult) => number | null;
+  readonly higherIsBetter: boolean;
+  readonly fmt: (x: number) => string;
+}
+
+const mib = (x: number) => formatBytes(x);
+
+function metrics(r: BenchResult): Metric[] {
+  const w = r.workload;
+  return [
+    { name: "load ms", get: (x) => x.single.loadMs, higherIsBetter: false, fmt: (x) => x.toFixed(0) },
+    {
+      name: `TTFT(${w.ppTokens}) ms`,
+      get: (x) => x.single.ttftMs.median,
+      higherIsBetter: false,
+      fmt: (x) => x.toFixed(0),
+    },
+    {
+      name: `pp${w.ppTokens} tok/s`,
+      get: (x) => x.single.ppTokPerSec.median,
+      higherIsBetter: true,
+      fmt: (x) => x.toFixed(1),
+    },
+    {
+      name: `tg${w.tgTokens} tok/s`,
+      get: (x) => x.single.tgTokPerSec,
+      higherIsBetter: true,
+      fmt: (x) => x.toFixed(2),
+    },
+    ...w.streams.map((k): Metric => ({
+      name: `${k} stream${k === 1 ? "" : "s"} tok/s`,
+      get: (x) => streamRate(x, k),
+      higherIsBetter: true,
+      fmt: (x) => x.toFixed(2),
+    })),
+    { name: "peak RSS", get: (x) => x.single.peakRssBytes, higherIsBetter: false, fmt: mib },
+    { name: "bytes/token", get: (x) => x.single.bytesPerToken.total, higherIsBetter: false, fmt: mib },
+    { name: "GB/s", get: (x) => x.impliedGBs, higherIsBetter: true, fmt: (x) => x.toFixed(2) },
+  ];
+}
+
+/** "+12.3% (better)", "-4.0% (worse)", "0.0%"; "n/a" when either side is missing or old is 0. */
+export function change(old: number | null, cur: number | null, higherIsBetter: boolean): string {
+  if (old === null || cur === null || old === 0) return "n/a";
+  const pct = ((cur - old) / Math.abs(old)) * 100;
+  const s = `${pct >= 0 ? "+" : ""}${pct.toFixed(1)}%`;
+  if (Math.abs(pct) < 0.05) return s;
+  return `${s} (${(pct > 0) === higherIsBetter ? "better" : "worse"})`;
+}
+
+const runKey = (x: RunResult) => `${x.threads} threads, ${x.kernel}, head ${x.head}`;
+
+/**
+ * Each metric of `cur` against `old` (matched by threads, kernel and head) as a markdown table,
+ * with warnings when the two runs are not comparable (other CPU, model, workload).
+ */
+export function compare(old: BenchResult, cur: BenchResult): string {
+  const out: string[] = [`Change against the run of ${old.date} (${old.machine.cpu}):`];
+  const warn = (cond: boolean, msg: string) => cond && out.push(`warning: ${msg}`);
+  warn(old.version !== cur.version, `result format ${old.version} vs ${cur.version}`);
+  warn(old.machine.cpu !== cur.machine.cpu, `different CPU: "${old.machine.cpu}" vs "${cur.machine.cpu}"`);
+  warn(old.model.file !== cur.model.file || old.model.bytes !== cur.model.bytes, "different model file");
+  warn(JSON.stringify(old.workload) !== JSON.stringify(cur.workload), "different workload (quick vs full?)");
+  out.push("", "| configuration | metric | old | new | change |", "| --- | --- | --- | --- | --- |");
+  const oldRuns = new Map(old.runs.map((x) => [runKey(x), x]));
+  const row = (cfg: string, name: string, a: string, b: string, c: string) =>
+    out.push(`| ${cfg} | ${name} | ${a} | ${b} | ${c} |`);
+  const coldOld = old.coldStart.ms, coldNew = cur.coldStart.ms;
+  row("server", "cold start ms", f(coldOld, 0), f(coldNew, 0), change(coldOld, coldNew, false));
+  const unmatched: string[] = [];
+  for (const run of cur.runs) {
+    const prev = oldRuns.get(runKey(run));
+    if (!prev) {
+      unmatched.push(`only in the new run: ${runKey(run)}`);
+      continue;
+    }
+    oldRuns.delete(runKey(run));
+    for (const m of metrics(cur)) {
+      const a = m.get(prev), b = m.get(run);
+      row(
+        runKey(run),
+        m.name,
+        a === null ? "n/a" : m.fmt(a),
+        b === null ? "n/a" : m.fmt(b),
+        change(a, b, m.higherIsBetter),
+      );
+    }
+  }
+  for (const k of oldRuns.keys()) unmatched.push(`only in the old run: ${k}`);
+  return [...out, ...(unmatched.length ? ["", ...unmatched] : [])].join("\n");
+}
