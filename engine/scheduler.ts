@@ -76,8 +76,9 @@ export class Scheduler {
   submit(seq: Sequence): void {
     if (this.#broken) throw new EngineUnavailableError(`The model is unavailable: ${this.#broken.message}`);
     if (this.#draining) throw new DrainingError();
-    const busy = this.#slots.filter((s) => s.seq).length;
-    if (busy === this.#slots.length && this.#queue.length >= this.#opts.maxQueue) {
+    // free slots take queued requests at the next step; beyond them, maxQueue may wait
+    const free = this.#slots.filter((s) => !s.seq).length;
+    if (this.#queue.length >= this.#opts.maxQueue + free) {
       throw new QueueFullError(this.#queue.length, this.#retryAfter());
     }
     this.#queue.push(seq);

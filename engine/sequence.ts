@@ -80,6 +80,8 @@ export class Sequence {
   readonly #stopTokens: ReadonlySet<number>;
   readonly #history: number[];
   readonly #promptLogprobs: (LogprobInfo | null)[] = [];
+  /** Tokens the tokenizer knows: embedding rows beyond it are never sampled or scored. */
+  readonly #vocab: number;
 
   /** KV slot, once admitted. */
   slot = -1;
@@ -106,6 +108,7 @@ export class Sequence {
     this.#stop = new StopStringMatcher(request.stop ?? []);
     this.#stopTokens = new Set(request.stopTokens ?? defaultStops);
     this.#history = [...request.prompt];
+    this.#vocab = tokenizer.vocabSize;
     if (request.promptLogprobs) this.#promptLogprobs.push(null);
   }
 
@@ -123,7 +126,8 @@ export class Sequence {
   }
 
   /** Records the log-probability of prompt token `index` from the logits of the position before it. */
-  promptLogprob(index: number, logits: Float32Array): void {
+  promptLogprob(index: number, all: Float32Array): void {
+    const logits = all.subarray(0, this.#vocab);
     const id = this.request.prompt[index];
     const { logprob, top } = tokenLogprobs(logits, id, this.request.logprobs ?? 0);
     this.#promptLogprobs[index] = { logprob, top };
@@ -138,7 +142,8 @@ export class Sequence {
    * Samples the next token from `logits`; returns whether the sequence continues. `nCtx` bounds
    * the positions its slot holds.
    */
-  next(logits: Float32Array, nCtx: number): boolean {
+  next(all: Float32Array, nCtx: number): boolean {
+    const logits = all.subarray(0, this.#vocab);
     const id = this.#sampler.sample(logits, this.#history);
     const now = performance.now();
     if (!this.firstTokenAt) this.firstTokenAt = now;

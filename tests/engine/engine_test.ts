@@ -129,6 +129,14 @@ Deno.test("a full queue refuses with QueueFullError and a Retry-After estimate",
   });
 });
 
+Deno.test("a burst within one step admits free slots + maxQueue requests, and refuses the next", async () => {
+  await withEngine({ nSlots: 2, maxQueue: 1 }, async (e) => {
+    const ok = [1, 2, 3].map((t) => collect(e.generate(greedy([1, t], 4))));
+    throws(() => e.generate(greedy([1, 9], 4)), QueueFullError);
+    assertEquals((await Promise.all(ok)).map((r) => r.done.finishReason), ["length", "length", "length"]);
+  });
+});
+
 Deno.test("drain() refuses new work, lets running requests finish, then resolves", async () => {
   await withEngine({ nSlots: 1, maxQueue: 2 }, async (e) => {
     const a = collect(e.generate(greedy([1, 2], 10)));

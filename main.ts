@@ -1,0 +1,267 @@
+/**
+ * The server process: flags and `BN_*` environment variables -> one validated {@linkcode ServerConfig}
+ * (zod), bind the port (so `/health` and `/ready` answer while the model loads), load the engine,
+ * serve, and drain on SIGTERM / SIGINT.
+ *
+ * ```sh
+ * deno task serve                                # the embedded default model, http://127.0.0.1:8080
+ * deno task serve --model /path/ggml-model-i2_s.gguf --host 0.0.0.0 --api-key-file /etc/bn/keys
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { DEFAULT_MODEL_PATH } from "./engine/default_model.ts";
+import { Engine } from "./engine/engine.ts";
+import { terminalProgress } from "./engine/progress_bar.ts";
+import { createApp } from "./routes/app.ts";
+import { createLogger, LOG_LEVELS } from "./routes/log.ts";
+import { ServerState } from "./routes/state.ts";
+
+/** Flag name -> environment variable, type and help. */
+const FLAGS = {
+  model: ["BN_MODEL", "string", "GGUF model file (default: the embedded model, models/default.gguf)"],
+  host: ["BN_HOST", "string", "address to listen on (default 127.0.0.1)"],
+  port: ["BN_PORT", "string", "port (default 8080; 0 picks a free one)"],
+  threads: ["BN_THREADS", "string", "kernel worker threads (default: all cores)"],
+  ctx: ["BN_CTX", "string", "context positions per slot (default: min(model, 4096))"],
+  slots: ["BN_SLOTS", "string", "concurrent generations (default 2)"],
+  "max-queue": ["BN_MAX_QUEUE", "string", "requests that may wait for a slot; more get 429 (default 16)"],
+  kernel: ["BN_KERNEL", "string", "simd128 or relaxed (default: the best this CPU runs)"],
+  "api-key": ["BN_API_KEY", "string", "Bearer key clients must send; repeat or comma-separate for several"],
+  "api-key-file": ["BN_API_KEY_FILE", "string", "file with one key per line"],
+  "auth-ready": ["BN_AUTH_READY", "boolean", "require the key on /ready too"],
+  "auth-metrics": ["BN_AUTH_METRICS", "boolean", "require the key on /metrics too"],
+  "cors-origin": ["BN_CORS_ORIGIN", "string", "allowed browser origin (repeat or comma-separate; * for any)"],
+  "max-body": ["BN_MAX_BODY", "string", "largest request body in bytes, k/m suffixes allowed (default 1m)"],
+  timeout: ["BN_TIMEOUT", "string", "seconds a request may run (default 600; 0: no limit)"],
+  grace: ["BN_GRACE", "string", "seconds in-flight requests get on shutdown (default 30)"],
+  "log-level": ["BN_LOG_LEVEL", "string", `${LOG_LEVELS.join(", ")} (default info)`],
+  help: ["", "boolean", "print this help"],
+} as const;
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const list = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean));
+const flag = z.union([z.boolean(), z.stringbool()]).default(false);
+const bytes = z.string().regex(/^\d+[kKmM]?$/, { error: "expected bytes, e.g. 1048576, 512k or 4m" })
+  .transform((s) => Number.parseInt(s) * ({ k: 1024, m: 1 << 20 }[s.slice(-1).toLowerCase()] ?? 1))
+  .pipe(z.number().int().min(1024).max(1 << 30));
+
+/** The server settings, validated. */
+export const ServerConfig = z.object({
+  model: z.string().min(1).optional(),
+  host: z.string().min(1).default("127.0.0.1"),
+  port: int(0, 65535).default(8080),
+  threads: int(1, 256).optional(),
+  ctx: int(16, 1 << 20).optional(),
+  slots: int(1, 256).default(2),
+  maxQueue: int(0, 100_000).default(16),
+  kernel: z.enum(["simd128", "relaxed"]).optional(),
+  apiKeys: z.array(list).transform((l) => l.flat()).default([]),
+  apiKeyFile: z.string().min(1).optional(),
+  authReady: flag,
+  authMetrics: flag,
+  corsOrigins: z.array(list).transform((l) => l.flat()).default([]),
+  maxBody: bytes.default(1 << 20),
+  timeout: z.coerce.number().min(0).max(86_400).default(600),
+  grace: z.coerce.number().min(0).max(3600).default(30),
+  logLevel: z.enum(LOG_LEVELS).default("info"),
+  help: flag,
+});
+export type ServerConfig = z.infer<typeof ServerConfig>;
+
+const camel = (s: string) => s.replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
+const PLURAL: Record<string, string> = { "api-key": "apiKeys", "cors-origin": "corsOrigins" };
+
+/**
+ * Flags override environment variables, which override defaults. Throws a `TypeError` whose
+ * message names the flag (and its variable) on any bad value or unknown flag.
+ *
+ * @example
+ * ```ts
+ * import { parseConfig } from "./main.ts";
+ * parseConfig(["--port", "9000", "--api-key", "a,b"], { BN_SLOTS: "4" }).slots; // 4
+ * ```
+ */
+export function parseConfig(
+  args: string[],
+  env: Readonly<Record<string, string | undefined>> = {},
+): ServerConfig {
+  let values: Record<string, unknown>;
+  try {
+    const options = Object.fromEntries(
+      Object.entries(FLAGS).map(([k, [, type]]) => [k, { type, multiple: k in PLURAL }]),
+    ) as Record<string, { type: "string" | "boolean"; multiple: boolean }>;
+    values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    throw new TypeError(`${(e as Error).message}\nRun with --help for the options.`);
+  }
+  const raw: Record<string, unknown> = {};
+  for (const [k, [envName]] of Object.entries(FLAGS)) {
+    const key = PLURAL[k] ?? camel(k);
+    const fromEnv = envName ? env[envName] : undefined;
+    const v = values[k] ??
+      (fromEnv !== undefined && fromEnv !== "" ? (k in PLURAL ? [fromEnv] : fromEnv) : undefined);
+    if (v !== undefined) raw[key] = v;
+  }
+  const result = ServerConfig.safeParse(raw);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const key = String(issue.path[0]);
+  const name = Object.keys(FLAGS).find((k) => (PLURAL[k] ?? camel(k)) === key) ?? key;
+  throw new TypeError(
+    `Invalid --${name} (${FLAGS[name as keyof typeof FLAGS]?.[0] ?? ""}): ${issue.message}`,
+  );
+}
+
+/** The help text. */
+export function usage(): string {
+  const lines = Object.entries(FLAGS).map(([k, [env, , help]]) =>
+    `  --${k.padEnd(14)} ${(env || "").padEnd(16)} ${help}`
+  );
+  return `Usage: deno task serve [options]\n\nOptions (flag, environment variable, meaning):\n${
+    lines.join("\n")
+  }\n`;
+}
+
+/** The model path to load, or an error message naming what to do. */
+async function resolveModel(config: ServerConfig): Promise<string> {
+  const path = config.model ?? DEFAULT_MODEL_PATH;
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile) throw new TypeError(`Cannot load model "${path}": it is not a file`);
+    return path;
+  } catch (e) {
+    if (e instanceof TypeError) throw e;
+    if (config.model) throw new TypeError(`Cannot load model "${path}": ${(e as Error).message}`);
+    throw new TypeError(
+      `The embedded default model ${path} is missing.\n` +
+        `Pass --model PATH (for example the official ggml-model-i2_s.gguf), or generate a synthetic model:\n` +
+        `  deno task synth --preset tiny --out /tmp/tiny.gguf && deno task serve --model /tmp/tiny.gguf`,
+    );
+  }
+}
+
+async function readKeys(config: ServerConfig): Promise<string[]> {
+  if (!config.apiKeyFile) return config.apiKeys;
+  let text: string;
+  try {
+    text = await Deno.readTextFile(config.apiKeyFile);
+  } catch (e) {
+    throw new TypeError(`Cannot read --api-key-file "${config.apiKeyFile}": ${(e as Error).message}`);
+  }
+  const keys = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  if (!keys.length) throw new TypeError(`--api-key-file "${config.apiKeyFile}" holds no keys`);
+  return [...config.apiKeys, ...keys];
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
+
+/** Runs the server until a signal drains it; resolves with the exit code. */
+export async function main(
+  args: string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
+  const say = (msg: string) => console.error(msg);
+  let config: ServerConfig, modelPath: string, apiKeys: string[];
+  try {
+    config = parseConfig(args, env);
+  } catch (e) {
+    say(`error: ${(e as Error).message}`);
+    return 2;
+  }
+  if (config.help) {
+    console.log(usage());
+    return 0;
+  }
+  try {
+    apiKeys = await readKeys(config);
+    modelPath = await resolveModel(config);
+  } catch (e) {
+    say(`error: ${(e as Error).message}`);
+    return 1;
+  }
+  const state = new ServerState();
+  const app = createApp(state, {
+    apiKeys,
+    authReady: config.authReady,
+    authMetrics: config.authMetrics,
+    corsOrigins: config.corsOrigins,
+    maxBodyBytes: config.maxBody,
+    timeoutSeconds: config.timeout,
+    log: createLogger(config.logLevel),
+  });
+  const host = config.host.replace(/^\[(.*)\]$/, "$1");
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ hostname: host, port: config.port, onListen: () => {} }, app.fetch);
+  } catch (e) {
+    const hint = e instanceof Deno.errors.NotCapable
+      ? ` (allow it: deno run --allow-net=${config.host} ...)`
+      : "";
+    say(`error: cannot listen on ${config.host}:${config.port}: ${(e as Error).message}${hint}`);
+    return 1;
+  }
+  const { port } = server.addr;
+  const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  let stopping: Promise<number> | null = null;
+  const stop = (signal: string) => {
+    if (stopping) {
+      say(`${signal} again: exiting now`);
+      Deno.exit(1);
+    }
+    say(`${signal}: draining (up to ${config.grace} s), /ready answers 503`);
+    stopping = (async () => {
+      await state.shutdown(config.grace * 1000);
+      await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
+      say("stopped");
+      return 0;
+    })();
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    try {
+      Deno.addSignalListener(signal, () => stop(signal));
+    } catch { /* SIGTERM does not exist on Windows */ }
+  }
+  say(`loading ${modelPath} ...`);
+  try {
+    const engine = await Engine.load(modelPath, {
+      threads: config.threads,
+      nCtx: config.ctx,
+      nSlots: config.slots,
+      maxQueue: config.maxQueue,
+      kernel: config.kernel,
+      onProgress: terminalProgress("loading model"),
+    });
+    if (stopping) {
+      await engine.close();
+      return await stopping;
+    }
+    state.ready(engine);
+  } catch (e) {
+    say(`error: ${(e as Error).message}`);
+    await server.shutdown();
+    return 1;
+  }
+  say(`model: ${state.engine!.describe()}`);
+  const auth = apiKeys.length ? `${apiKeys.length} API key(s)` : "no API key";
+  const cors = config.corsOrigins.length ? `CORS ${config.corsOrigins.join(",")}` : "CORS off";
+  say(
+    `serving on ${url} (${auth}, ${cors}, queue ${config.maxQueue}, timeout ${config.timeout || "none"} s)`,
+  );
+  if (!apiKeys.length && !LOOPBACK.has(config.host)) {
+    say(`warning: listening on ${config.host} without an API key: anyone who can reach it can use it`);
+  }
+  await server.finished;
+  return await (stopping ?? Promise.resolve(0));
+}
+
+/** The environment variables the server reads (nothing else: `--allow-env=BN_*` is enough). */
+export function readEnv(): Record<string, string | undefined> {
+  return Object.fromEntries(
+    Object.values(FLAGS).filter(([name]) => name).map(([name]) => [name, Deno.env.get(name)]),
+  );
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args, readEnv()));

@@ -1,0 +1,87 @@
+/**
+ * zod schemas of the request bodies. Unknown fields are dropped (OpenAI clients send extras) and
+ * every optional field also accepts `null`, as several clients send explicit nulls. Ranges follow
+ * OpenAI where it has one.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+const int = (min: number, max: number) => z.int().min(min).max(max);
+const num = (min: number, max: number) => z.number().min(min).max(max);
+const tokenId = z.int().min(0, { error: "token ids are non-negative integers" });
+const MAX_STOP = 16;
+const MAX_PROMPTS = 16;
+
+/** Fields of both chat and completions: sampling, stop, n, streaming. */
+const common = {
+  model: z.string().max(256).nullish(),
+  max_tokens: int(0, 2 ** 31).nullish(),
+  temperature: num(0, 2).nullish(),
+  top_p: num(0, 1).nullish(),
+  top_k: int(-1, 2 ** 31).nullish(),
+  min_p: num(0, 1).nullish(),
+  presence_penalty: num(-2, 2).nullish(),
+  frequency_penalty: num(-2, 2).nullish(),
+  repetition_penalty: z.number().gt(0).max(10).nullish(),
+  seed: int(-(2 ** 52), 2 ** 52).nullish(),
+  stop: z.union([z.string().max(1000), z.array(z.string().max(1000)).max(MAX_STOP)], {
+    error: `expected a string or an array of at most ${MAX_STOP} strings`,
+  }).nullish(),
+  logit_bias: z.record(z.string().regex(/^\d{1,10}$/, { error: "keys are token ids" }), num(-100, 100))
+    .nullish(),
+  n: int(1, 128).nullish(),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
+  user: z.string().max(256).nullish(),
+};
+
+const textPart = z.object({ type: z.literal("text"), text: z.string() });
+const content = z.union([z.string(), z.array(textPart)], {
+  error: 'expected a string or an array of {type: "text", text} parts',
+});
+
+/** `POST /v1/chat/completions`. */
+export const ChatRequest = z.object({
+  ...common,
+  max_tokens: int(1, 2 ** 31).nullish(),
+  messages: z.array(z.object({
+    role: z.enum(["system", "developer", "user", "assistant"]),
+    content: content.nullish(),
+  })).min(1, { error: "at least one message is required" }).max(4096),
+  max_completion_tokens: int(1, 2 ** 31).nullish(),
+  logprobs: z.boolean().nullish(),
+  top_logprobs: int(0, 20).nullish(),
+}).refine((b) => b.top_logprobs == null || b.logprobs, {
+  path: ["top_logprobs"],
+  error: "top_logprobs requires logprobs: true",
+});
+export type ChatRequest = z.infer<typeof ChatRequest>;
+
+/** `POST /v1/completions`. */
+export const CompletionRequest = z.object({
+  ...common,
+  prompt: z.union([
+    z.string(),
+    z.array(z.string()).min(1).max(MAX_PROMPTS),
+    z.array(tokenId).min(1),
+    z.array(z.array(tokenId).min(1)).min(1).max(MAX_PROMPTS),
+  ], { error: "expected a string, an array of strings, an array of token ids, or an array of those" }),
+  echo: z.boolean().nullish(),
+  logprobs: int(0, 20).nullish(),
+});
+export type CompletionRequest = z.infer<typeof CompletionRequest>;
+
+/** The fields both generation routes share. */
+export type CommonRequest = ChatRequest | CompletionRequest;
+
+/** `POST /tokenize` (llama-server's shape). */
+export const TokenizeRequest = z.object({
+  content: z.string(),
+  add_special: z.boolean().nullish(),
+  parse_special: z.boolean().nullish(),
+  with_pieces: z.boolean().nullish(),
+});
+
+/** `POST /detokenize` (llama-server's shape). */
+export const DetokenizeRequest = z.object({ tokens: z.array(tokenId) });

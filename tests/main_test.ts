@@ -1,0 +1,158 @@
+/**
+ * main.ts: flags and environment -> ServerConfig, and the real process started exactly as
+ * `deno task serve` starts it (its permissions included): start-up lines, a streamed chat over
+ * HTTP, drain on SIGTERM, exit 0; and the message when the default model is missing.
+ */
+import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
+import { DEFAULT_MODEL_PATH } from "../engine/default_model.ts";
+import { parseConfig, usage } from "../main.ts";
+import { tinyModel } from "./_models.ts";
+
+const ROOT = new URL("../", import.meta.url);
+
+Deno.test("parseConfig() gives safe defaults", () => {
+  const c = parseConfig([]);
+  assertEquals(
+    [c.model, c.host, c.port, c.slots, c.maxQueue, c.timeout, c.grace, c.logLevel, c.maxBody],
+    [undefined, "127.0.0.1", 8080, 2, 16, 600, 30, "info", 1 << 20],
+  );
+  assertEquals([c.apiKeys, c.corsOrigins, c.authReady, c.authMetrics], [[], [], false, false]);
+});
+
+Deno.test("parseConfig() reads BN_* variables and lets flags override them", () => {
+  const env = {
+    BN_PORT: "9000",
+    BN_SLOTS: "4",
+    BN_API_KEY: "a, b",
+    BN_AUTH_READY: "true",
+    BN_CORS_ORIGIN: "https://x.example",
+  };
+  const c = parseConfig(["--port", "9001", "--api-key", "c", "--api-key=d,e", "--max-body", "512k"], env);
+  assertEquals([c.port, c.slots, c.authReady, c.maxBody], [9001, 4, true, 512 * 1024]);
+  assertEquals(c.apiKeys, ["c", "d", "e"]);
+  assertEquals(c.corsOrigins, ["https://x.example"]);
+  assertEquals(parseConfig([], { BN_API_KEY: "a, b" }).apiKeys, ["a", "b"]);
+  assertEquals(parseConfig(["--auth-metrics", "--max-body", "4m", "--timeout", "0"]).timeout, 0);
+  assertEquals(parseConfig(["--kernel", "simd128", "--threads", "3", "--ctx", "512"]).threads, 3);
+});
+
+Deno.test("parseConfig() names the flag and its variable on bad values", () => {
+  const bad: [string[], Record<string, string>, RegExp][] = [
+    [["--port", "http"], {}, /--port \(BN_PORT\)/],
+    [[], { BN_PORT: "70000" }, /--port \(BN_PORT\)/],
+    [["--slots", "0"], {}, /--slots/],
+    [["--log-level", "loud"], {}, /--log-level/],
+    [["--kernel", "avx512"], {}, /--kernel/],
+    [["--max-body", "lots"], {}, /--max-body/],
+    [[], { BN_AUTH_READY: "maybe" }, /--auth-ready/],
+    [["--nope"], {}, /nope/],
+    [["stray"], {}, /stray/],
+  ];
+  for (const [args, env, re] of bad) {
+    throws(() => parseConfig(args, env), (e: Error) => e instanceof TypeError && re.test(e.message));
+  }
+});
+
+Deno.test("usage() lists every flag with its variable", () => {
+  const text = usage();
+  for (
+    const f of [
+      "--model",
+      "--host",
+      "--port",
+      "--threads",
+      "--ctx",
+      "--slots",
+      "--max-queue",
+      "--api-key",
+      "--api-key-file",
+      "--cors-origin",
+      "--max-body",
+      "--timeout",
+      "--log-level",
+    ]
+  ) {
+    assert(text.includes(f), f);
+  }
+  assert(text.includes("BN_MAX_QUEUE"));
+});
+
+/** `deno run <the serve task's flags> main.ts ...args`, from the repository root. */
+function serve(args: string[]): Deno.ChildProcess {
+  const task: string = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks.serve;
+  const flags = task.split(/\s+/).slice(1); // drop "deno"
+  return new Deno.Command(Deno.execPath(), {
+    args: [...flags, ...args],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+}
+
+/** Reads stderr until `re` matches; returns everything read so far and the reader. */
+async function waitFor(reader: ReadableStreamDefaultReader<string>, re: RegExp, sofar = ""): Promise<string> {
+  while (!re.test(sofar)) {
+    const r = await reader.read();
+    if (r.done) throw new Error(`process ended before ${re}: ${sofar}`);
+    sofar += r.value;
+  }
+  return sofar;
+}
+
+Deno.test({
+  name: "the server exits non-zero naming the missing default model and what to do",
+  ignore: (() => {
+    try {
+      Deno.statSync(DEFAULT_MODEL_PATH);
+      return true;
+    } catch {
+      return false;
+    }
+  })(),
+  fn: async () => {
+    const out = await serve(["--port", "0"]).output();
+    const err = new TextDecoder().decode(out.stderr);
+    assertEquals(out.code, 1);
+    for (const s of [DEFAULT_MODEL_PATH, "--model", "deno task synth"]) assert(err.includes(s), err);
+  },
+});
+
+Deno.test("deno task serve starts with least privilege, streams a chat, and drains to exit 0 on SIGTERM", async () => {
+  const model = await tinyModel();
+  const child = serve(["--model", model, "--port", "0", "--threads", "2", "--slots", "2"]);
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const stdout = new Response(child.stdout).text();
+  try {
+    const banner = await waitFor(stderr, /serving on (http:\/\/127\.0\.0\.1:\d+)/);
+    const url = banner.match(/serving on (http:\/\/127\.0\.0\.1:\d+)/)![1];
+    for (const s of ["model: synthetic-tiny", "kernel ", "x 2 threads", "memory ", "2 slot(s)"]) {
+      assert(banner.includes(s), banner);
+    }
+    const res = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 5, stream: true }),
+    });
+    assertEquals(res.status, 200);
+    const text = await res.text();
+    assert(text.startsWith("data: {") && text.endsWith("data: [DONE]\n\n"), text);
+    child.kill("SIGTERM");
+    const rest = await waitFor(stderr, /stopped/, banner);
+    assert(rest.includes("SIGTERM: draining"));
+    assertEquals((await child.status).code, 0);
+    const log = JSON.parse((await stdout).trim().split("\n")[0]);
+    assertEquals([log.msg, log.route, log.status, log.stream], [
+      "request",
+      "/v1/chat/completions",
+      200,
+      true,
+    ]);
+  } finally {
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+    await stderr.cancel();
+    await child.status;
+    await stdout;
+  }
+});
