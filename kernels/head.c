@@ -122,30 +122,8 @@ void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v
     const int8_t *qj = q + (size_t)j * dim;
     const float *dqj = dq + (size_t)j * nb;
     const int32_t *sj = qsum + (size_t)j * nb;
-    uint32_t v = v0;
-    for (; v + 4 <= v1; v += 4) { /* 4 rows share the activation loads */
-      const uint8_t *r0 = w + (size_t)v * dim;
-      const float *d0 = dw + (size_t)v * nb;
-      v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
-      for (uint32_t k = 0; k < nb; k++) {
-        const v128_t q0 = wasm_v128_load(qj + 32 * k), q1 = wasm_v128_load(qj + 32 * k + 16);
-        const float d = dqj[k];
-        const int32_t s = sj[k];
-#define BN_Q7_ROW(acc, r)                                                                                 \
-  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_block(r0 + (size_t)(r)*dim + 32 * k, q0, q1, s)), \
-                                           wasm_f32x4_splat(d0[(size_t)(r)*nb + k] * d)))
-        BN_Q7_ROW(a0, 0);
-        BN_Q7_ROW(a1, 1);
-        BN_Q7_ROW(a2, 2);
-        BN_Q7_ROW(a3, 3);
-#undef BN_Q7_ROW
-      }
-      logits[(size_t)j * nv + v] = bn_fold4_v(a0);
-      logits[(size_t)j * nv + v + 1] = bn_fold4_v(a1);
-      logits[(size_t)j * nv + v + 2] = bn_fold4_v(a2);
-      logits[(size_t)j * nv + v + 3] = bn_fold4_v(a3);
-    }
-    for (; v < v1; v++) {
+    /* one row at a time: a single sequential stream keeps the prefetcher ahead (see matmul_i2.c) */
+    for (uint32_t v = v0; v < v1; v++) {
       const uint8_t *r0 = w + (size_t)v * dim;
       v128_t a = wasm_f32x4_splat(0);
       for (uint32_t k = 0; k < nb; k++) {

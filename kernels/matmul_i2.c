@@ -76,27 +76,9 @@ static inline v128_t bn_block_dot(const v128_t c[8], const int8_t *q) {
   return wasm_i16x8_add(s0, s1);
 }
 
-/* decode: one activation row, 4 weight rows at a time (the activation loads are shared) */
-static void bn_matvec_4rows(const uint8_t *w, uint32_t row_bytes, uint32_t blocks, const int8_t *q, int32_t *out) {
-  v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
-  for (uint32_t b = 0; b < blocks; b++) {
-    const int8_t *qb = q + 128 * b;
-    v128_t c[8];
-    BN_UNPACK(c, w + 32 * b);
-    a0 = wasm_i32x4_add(a0, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
-    BN_UNPACK(c, w + row_bytes + 32 * b);
-    a1 = wasm_i32x4_add(a1, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
-    BN_UNPACK(c, w + 2 * row_bytes + 32 * b);
-    a2 = wasm_i32x4_add(a2, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
-    BN_UNPACK(c, w + 3 * row_bytes + 32 * b);
-    a3 = wasm_i32x4_add(a3, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
-  }
-  out[0] = bn_hsum_i32(a0);
-  out[1] = bn_hsum_i32(a1);
-  out[2] = bn_hsum_i32(a2);
-  out[3] = bn_hsum_i32(a3);
-}
-
+/* decode: one activation row, one weight row at a time. Interleaving several rows to share the
+ * activation loads was twice as slow once the weights came from DRAM instead of cache (the
+ * hardware prefetcher follows one sequential stream far better than four interleaved ones). */
 static int32_t bn_matvec_row(const uint8_t *w, uint32_t blocks, const int8_t *q) {
   v128_t a = wasm_i32x4_splat(0);
   for (uint32_t b = 0; b < blocks; b++) {
@@ -126,10 +108,7 @@ void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1
                        int32_t *dots, uint32_t ld_dots) {
   const uint32_t row_bytes = cols / 4, blocks = cols / 128;
   if (x->n == 1) {
-    uint32_t m = m0;
-    for (; m + 4 <= m1; m += 4)
-      bn_matvec_4rows(w + (size_t)m * row_bytes, row_bytes, blocks, x->q, dots + (m - m0));
-    for (; m < m1; m++) dots[m - m0] = bn_matvec_row(w + (size_t)m * row_bytes, blocks, x->q);
+    for (uint32_t m = m0; m < m1; m++) dots[m - m0] = bn_matvec_row(w + (size_t)m * row_bytes, blocks, x->q);
     return;
   }
   for (uint32_t m = m0; m < m1; m++) {
