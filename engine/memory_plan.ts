@@ -166,7 +166,7 @@ export function planMemory(
     scores: take(4 * sizes.nThreads * sizes.nCtx),
     hq: take(sizes.maxOut * shape.dim),
     hscale: take(4 * sizes.maxOut * (shape.dim / 32)),
-    hsum: take(4 * sizes.maxOut * (shape.dim / 32)),
+    hsum: take(16 * sizes.maxOut * (shape.dim / 32)),
     logits: take(4 * sizes.maxOut * shape.nVocab),
   };
   const scratchBytes = at - scratchStart;

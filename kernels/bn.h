@@ -90,7 +90,7 @@ typedef struct {
   float *scores;   /* [n_threads][n_ctx] attention probabilities, one row per thread */
   int8_t *hq;      /* [max_out][dim] LM head activations (Q8_0 head only) */
   float *hscale;   /* [max_out][dim/32] LM head activation block scales */
-  int32_t *hsum;   /* [max_out][dim/32] 64 * sum of each activation block (Q7 head offset) */
+  int32_t *hsum;   /* [max_out][dim/32][4] {64 * sum of each activation block, 0, 0, 0} (Q7 head offset) */
   uint16_t *k_cache; /* [n_layers][n_slots][n_kv_heads][n_ctx][head_dim] f16 */
   uint16_t *v_cache; /* same */
   uint32_t n_threads; /* rows of `scores` */

@@ -166,7 +166,7 @@ typedef struct {
   void (*exp_sub)(float *x, uint32_t n, float m);                   /* x = exp(x - m) */
   float (*sum)(const float *x, uint32_t n);
   /* Q7 head rows [v0, v1) against n_out activation rows (int8 blocks of 32 with f32 scales and
-   * 64*sum): logits[j*nv + v]. Per row, per block: 4 integer lane sums (lane j holds elements
+   * {64*sum, 0, 0, 0} per block): logits[j*nv + v]. Per row, per block: 4 integer lane sums (lane j holds elements
    * i with (i%16)/4 == j; lane 0 minus 64*sum), each times (dw*dq) added to its f32 lane; the
    * lanes are folded (0+2)+(1+3) at the end. */
   void (*head_q7)(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,

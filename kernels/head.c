@@ -46,7 +46,7 @@ void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j) {
   if (cfg->head_type != BN_TYPE_Q8_0 && cfg->head_type != BN_TYPE_Q7) return;
   int8_t *q = s->hq + (size_t)j * dim;
   float *qs = s->hscale + (size_t)j * (dim / 32);
-  int32_t *qsum = s->hsum + (size_t)j * (dim / 32);
+  int32_t *qsum = s->hsum + (size_t)j * (dim / 32) * 4;
   for (uint32_t k = 0; k < dim / 32; k++) {
     float amax = 0.0f;
     for (uint32_t i = 0; i < 32; i++) {
@@ -60,7 +60,9 @@ void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j) {
       sum += q[32 * k + i];
     }
     qs[k] = d;
-    qsum[k] = 64 * sum;
+    /* a ready-made i32x4 per block: the Q7 kernel subtracts it from its lane sums as is */
+    qsum[4 * k] = 64 * sum;
+    qsum[4 * k + 1] = qsum[4 * k + 2] = qsum[4 * k + 3] = 0;
   }
 }
 
@@ -79,7 +81,7 @@ void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0
       for (uint32_t k = 0; k < nb; k++) {
         int32_t lane[4] = { 0, 0, 0, 0 };
         for (uint32_t i = 0; i < 32; i++) lane[(i % 16) / 4] += (int32_t)row[32 * k + i] * qj[32 * k + i];
-        lane[0] -= qsum[(size_t)j * nb + k];
+        lane[0] -= qsum[((size_t)j * nb + k) * 4];
         const float sc = dw[(size_t)v * nb + k] * dq[(size_t)j * nb + k];
         for (int l = 0; l < 4; l++) acc[l] = acc[l] + (float)lane[l] * sc;
       }
@@ -103,12 +105,17 @@ static inline v128_t bn_q7_pairs(v128_t q, v128_t u) {
 #define BN_Q7_PAIRS(q, u) bn_q7_pairs((q), (u))
 #endif
 
-/* lane sums of one block (as i32x4), offset removed from lane 0 */
-static inline v128_t bn_q7_block(const uint8_t *u, v128_t q0, v128_t q1, int32_t qsum) {
-  const v128_t p0 = BN_Q7_PAIRS(q0, wasm_v128_load(u)), p1 = BN_Q7_PAIRS(q1, wasm_v128_load(u + 16));
+/* lane sums of one block (as i32x4), the offset vector [64*sum(q), 0, 0, 0] removed */
+static inline v128_t bn_q7_block(const uint8_t *u, const int8_t *q, const int32_t *offset) {
+  const v128_t p0 = BN_Q7_PAIRS(wasm_v128_load(q), wasm_v128_load(u));
+  const v128_t p1 = BN_Q7_PAIRS(wasm_v128_load(q + 16), wasm_v128_load(u + 16));
   const v128_t s = wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(p0), wasm_i32x4_extadd_pairwise_i16x8(p1));
-  return wasm_i32x4_sub(s, wasm_i32x4_make(qsum, 0, 0, 0));
+  return wasm_i32x4_sub(s, wasm_v128_load(offset));
 }
+
+#define BN_Q7_STEP(acc, k, lane)                                                               \
+  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_block(r0 + 32 * (k), qj + 32 * (k), sj + 4 * (k))), \
+                                           wasm_i32x4_shuffle(sc, sc, lane, lane, lane, lane)))
 
 static inline float bn_fold4_v(v128_t a) {
   return (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
@@ -121,15 +128,23 @@ void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v
   for (uint32_t j = 0; j < n_out; j++) {
     const int8_t *qj = q + (size_t)j * dim;
     const float *dqj = dq + (size_t)j * nb;
-    const int32_t *sj = qsum + (size_t)j * nb;
+    const int32_t *sj = qsum + (size_t)j * nb * 4;
     /* one row at a time: a single sequential stream keeps the prefetcher ahead (see matmul_i2.c) */
     for (uint32_t v = v0; v < v1; v++) {
       const uint8_t *r0 = w + (size_t)v * dim;
+      const float *dwv = dw + (size_t)v * nb;
       v128_t a = wasm_f32x4_splat(0);
-      for (uint32_t k = 0; k < nb; k++) {
-        const v128_t q0 = wasm_v128_load(qj + 32 * k), q1 = wasm_v128_load(qj + 32 * k + 16);
-        const v128_t s = bn_q7_block(r0 + 32 * k, q0, q1, sj[k]);
-        a = wasm_f32x4_add(a, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), wasm_f32x4_splat(dw[(size_t)v * nb + k] * dqj[k])));
+      uint32_t k = 0;
+      for (; k + 4 <= nb; k += 4) { /* four block scales dw*dq at once */
+        const v128_t sc = wasm_f32x4_mul(wasm_v128_load(dwv + k), wasm_v128_load(dqj + k));
+        BN_Q7_STEP(a, k, 0);
+        BN_Q7_STEP(a, k + 1, 1);
+        BN_Q7_STEP(a, k + 2, 2);
+        BN_Q7_STEP(a, k + 3, 3);
+      }
+      for (; k < nb; k++) {
+        const v128_t sc = wasm_f32x4_splat(dwv[k] * dqj[k]);
+        BN_Q7_STEP(a, k, 0);
       }
       logits[(size_t)j * nv + v] = bn_fold4_v(a);
     }

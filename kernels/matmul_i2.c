@@ -104,6 +104,25 @@ static void bn_matmul_row_tokens(const uint8_t *w, uint32_t blocks, const int8_t
   for (uint32_t t = 0; t < nt; t++) out[(size_t)t * ld_out] = bn_hsum_i32(acc[t]);
 }
 
+/* the 4-token case with its accumulators in registers */
+static void bn_matmul_row_4tokens(const uint8_t *w, uint32_t blocks, const int8_t *q, uint32_t ldq, int32_t *out,
+                                  uint32_t ld_out) {
+  v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (uint32_t b = 0; b < blocks; b++) {
+    v128_t c[8];
+    BN_UNPACK(c, w + 32 * b);
+    const int8_t *qb = q + 128 * b;
+    a0 = wasm_i32x4_add(a0, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
+    a1 = wasm_i32x4_add(a1, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + ldq)));
+    a2 = wasm_i32x4_add(a2, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 2 * (size_t)ldq)));
+    a3 = wasm_i32x4_add(a3, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 3 * (size_t)ldq)));
+  }
+  out[0] = bn_hsum_i32(a0);
+  out[ld_out] = bn_hsum_i32(a1);
+  out[2 * (size_t)ld_out] = bn_hsum_i32(a2);
+  out[3 * (size_t)ld_out] = bn_hsum_i32(a3);
+}
+
 void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
                        int32_t *dots, uint32_t ld_dots) {
   const uint32_t row_bytes = cols / 4, blocks = cols / 128;
@@ -114,6 +133,11 @@ void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1
   for (uint32_t m = m0; m < m1; m++) {
     for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK) {
       const uint32_t nt = BN_MIN(BN_TOK, x->n - t0);
+      if (nt == 4) {
+        bn_matmul_row_4tokens(w + (size_t)m * row_bytes, blocks, x->q + (size_t)t0 * x->ld, x->ld,
+                              dots + (size_t)t0 * ld_dots + (m - m0), ld_dots);
+        continue;
+      }
       bn_matmul_row_tokens(w + (size_t)m * row_bytes, blocks, x->q + (size_t)t0 * x->ld, x->ld, nt,
                            dots + (size_t)t0 * ld_dots + (m - m0), ld_dots);
     }
