@@ -1,7 +1,8 @@
 /**
  * Loads a GGUF model into one shared WebAssembly.Memory and starts its kernel workers.
  *
- * The memory plan is computed from the header before anything is read. Tensors already in a
+ * The memory plan is computed from the header before anything is read; then the kernel workers
+ * read the file in parallel (engine/load_jobs.ts) before they start computing. Tensors already in a
  * compute layout (I2_S, F32 norms, the F16/F32/Q8_0 embedding) are read with positioned reads
  * straight into their final, aligned place: no intermediate buffer, no second copy. TQ2_0/TQ1_0
  * tensors go through a staging buffer and are repacked exactly to I2_S (lossy cases are refused).
@@ -12,6 +13,7 @@
  * @module
  */
 import { compileKernel, detectKernel, KERNEL_IDS, type KernelVariant, WasmHost } from "../wasm/loader.ts";
+import { type LoadJob, partitionJobs } from "./load_jobs.ts";
 import { CtxWriter } from "./ctx_writer.ts";
 import { GGML_TYPE, ggmlTypeName } from "./ggml_types.ts";
 import { type GgufFile, type GgufTensorInfo, openGguf } from "./gguf.ts";
@@ -113,44 +115,60 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   // what goes where, in file order so the reads are sequential
   const items = loadItems(config, headMode);
   items.sort((a, b) => a.src.offset - b.src.offset);
-  const staging = Math.max(
+  // each worker has its own staging buffer for repacks and head quantization
+  const stagingEach = Math.max(
     0,
-    ...items.map((it) =>
-      it.kind === "repack" ? it.src.nbytes : it.kind === "direct" ? 0 : Math.min(it.src.nbytes, READ_CHUNK)
-    ),
+    ...items.map((it) => it.kind === "repack" ? it.src.nbytes : it.kind === "direct" ? 0 : READ_CHUNK),
   );
   const km = await compileKernel(kernel === "ref" ? "simd128" : kernel);
   const plan = planMemory(
     config,
     { nCtx, nSlots, maxBatch, maxOut, nThreads: threads },
     items.map((it) => ({ name: it.name, bytes: it.bytes })),
-    staging,
+    stagingEach * threads,
     km.heapBase,
     km.abi.ctxBytes,
     km.abi.layerBytes,
   );
   const memory = new WebAssembly.Memory({ initial: plan.pages, maximum: plan.pages, shared: true });
   const host = await WasmHost.create(km, memory, plan.stackTops[0]);
-
-  await readTensors(gguf, items, plan, memory, host, options.onProgress);
-  writeRope(memory, plan, config, nCtx);
-  const ctx = new CtxWriter(memory, host.abi, plan.ctx);
-  writeCtx(ctx, memory, plan, config, { nCtx, nSlots, maxBatch, maxOut, threads }, headMode, kernel);
-  if (host.checkCtx(plan.ctx) !== 0) {
-    throw new ModelConfigError(path, "the kernel module refused this configuration");
-  }
   const pool = await ThreadPool.start(km, memory, host.abi, plan.ctx, plan.stackTops.slice(1), options.spin);
-  const runtime = new ModelRuntime({
-    config,
-    plan,
-    sizes: { nCtx, nSlots, maxBatch, maxOut, threads },
-    kernel,
-    headType: storedTypeName(storedType(config.output, headMode)),
-    memory,
-    pool,
-    ctx,
-  });
-  return { config, gguf, runtime, loadMs: performance.now() - t0 };
+  try {
+    const jobs = loadJobs(items, plan);
+    const total = jobs.reduce((s, j) => s + (j.kind === "quant" ? 2 * j.rows * j.dim : j.bytes), 0);
+    let done = 0;
+    const stages = Array.from({ length: threads }, (_, i) => ({
+      offset: plan.staging.offset + i * stagingEach,
+      bytes: stagingEach,
+    }));
+    const failure = await pool.load(path, partitionJobs(jobs, threads), stages, (bytes) => {
+      done += bytes;
+      options.onProgress?.(done, total);
+    });
+    if (failure) throw new ModelConfigError(path, `tensor "${failure.tensor}" ${failure.detail}`);
+    finishTernary(gguf.path, items, plan, memory);
+    writeRope(memory, plan, config, nCtx);
+    const ctx = new CtxWriter(memory, host.abi, plan.ctx);
+    writeCtx(ctx, memory, plan, config, { nCtx, nSlots, maxBatch, maxOut, threads }, headMode, kernel);
+    if (host.checkCtx(plan.ctx) !== 0) {
+      throw new ModelConfigError(path, "the kernel module refused this configuration");
+    }
+    pool.enterLoop();
+    const runtime = new ModelRuntime({
+      config,
+      plan,
+      sizes: { nCtx, nSlots, maxBatch, maxOut, threads },
+      kernel,
+      headType: storedTypeName(storedType(config.output, headMode)),
+      memory,
+      pool,
+      ctx,
+    });
+    return { config, gguf, runtime, loadMs: performance.now() - t0 };
+  } catch (e) {
+    await pool.close();
+    throw e;
+  }
 }
 
 function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
@@ -163,16 +181,12 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
   });
   const tern = (t: TernaryTensor): LoadItem => {
     const n = t.rows * t.cols;
-    return t.info.type === GGML_TYPE.I2_S && !t.scale ? asIs(t.info) : {
-      name: t.info.name,
-      src: t.info,
-      bytes: n / 4 + 32,
-      kind: t.info.type === GGML_TYPE.I2_S ? "direct" : "repack",
-      scale: t.scale,
-    };
+    return t.info.type === GGML_TYPE.I2_S
+      ? { ...asIs(t.info), scale: t.scale }
+      : { name: t.info.name, src: t.info, bytes: n / 4 + 32, kind: "repack", scale: t.scale };
   };
-  // in head mode "q8_0" every F16 embedding-shaped tensor is quantized; a tied head's Q8_0 copy
-  // then serves the embedding lookup too (one copy in memory)
+  // in head mode "q8_0"/"q7" every F16 embedding-shaped tensor is quantized; a tied head's
+  // quantized copy then serves the embedding lookup too (one copy in memory)
   const embedding = (info: GgufTensorInfo): LoadItem => {
     const type = storedType(info, head);
     if (type === info.type) return asIs(info);
@@ -193,112 +207,79 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
   return items;
 }
 
-/** Positioned reads of `bytes` at file offset `offset` straight into memory at `dst`. */
-function readInto(
-  file: Deno.FsFile,
-  offset: number,
-  memory: WebAssembly.Memory,
-  dst: number,
-  bytes: number,
-  path: string,
-) {
-  file.seekSync(offset, Deno.SeekMode.Start);
-  let done = 0;
-  while (done < bytes) {
-    const n = file.readSync(new Uint8Array(memory.buffer, dst + done, bytes - done));
-    if (n === null || n === 0) {
-      throw new ModelConfigError(path, `unexpected end of file at byte ${offset + done}`);
+/** The load as jobs: big tensors in chunks so that every worker gets a share. */
+function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
+  const jobs: LoadJob[] = [];
+  for (const it of items) {
+    const dst = plan.tensors.get(it.name)!.offset;
+    const src = it.src, tensor = it.name;
+    if (it.kind === "direct") {
+      const i2s = src.type === GGML_TYPE.I2_S, f16 = src.type === GGML_TYPE.F16;
+      const codeBytes = i2s ? (src.dims[0] * src.dims[1]) / 4 : src.nbytes;
+      for (let at = 0; at < src.nbytes; at += READ_CHUNK) {
+        const bytes = Math.min(READ_CHUNK, src.nbytes - at);
+        const check = i2s ? "i2s" : f16 ? "f16" : null;
+        const checkBytes = Math.max(0, Math.min(bytes, codeBytes - at));
+        jobs.push({ kind: "read", tensor, offset: src.offset + at, bytes, dst: dst + at, check, checkBytes });
+      }
+    } else if (it.kind === "repack") {
+      const type = src.type === GGML_TYPE.TQ2_0 ? "tq2_0" : "tq1_0";
+      jobs.push({
+        kind: "repack",
+        tensor,
+        type,
+        offset: src.offset,
+        bytes: src.nbytes,
+        n: src.dims[0] * src.dims[1],
+        dst,
+      });
+    } else {
+      const dim = src.dims[0], rows = src.dims[1], per = Math.max(1, Math.floor(READ_CHUNK / (2 * dim)));
+      for (let row0 = 0; row0 < rows; row0 += per) {
+        jobs.push({
+          kind: "quant",
+          tensor,
+          to: it.kind,
+          offset: src.offset + row0 * 2 * dim,
+          dim,
+          row0,
+          rows: Math.min(per, rows - row0),
+          dstW: dst,
+          dstS: dst + rows * dim,
+        });
+      }
     }
-    done += n;
   }
+  return jobs;
 }
 
-async function readTensors(
-  gguf: GgufFile,
+/** After the reads: I2_S scales must be finite, and bitnet `.scale` tensors fold into them. */
+function finishTernary(
+  path: string,
   items: readonly LoadItem[],
   plan: MemoryPlan,
   memory: WebAssembly.Memory,
-  host: WasmHost,
-  onProgress?: (done: number, total: number) => void,
-): Promise<void> {
-  const total = items.reduce((s, it) => s + it.src.nbytes, 0);
-  let done = 0, sinceYield = 0;
-  const progress = async (n: number) => {
-    done += n;
-    sinceYield += n;
-    onProgress?.(done, total);
-    if (sinceYield >= READ_CHUNK) {
-      sinceYield = 0;
-      await new Promise((r) => setTimeout(r, 0)); // keep the host isolate responsive (/health)
-    }
-  };
-  using file = Deno.openSync(gguf.path, { read: true });
-  const stage = plan.staging.offset;
+) {
+  using file = Deno.openSync(path, { read: true });
   for (const it of items) {
-    const dst = plan.tensors.get(it.name)!.offset;
-    const fail = (detail: string): never => {
-      throw new ModelConfigError(gguf.path, `tensor "${it.name}" ${detail}`);
-    };
-    if (it.kind === "direct") {
-      for (let at = 0; at < it.src.nbytes; at += READ_CHUNK) {
-        const n = Math.min(READ_CHUNK, it.src.nbytes - at);
-        readInto(file, it.src.offset + at, memory, dst + at, n, gguf.path);
-        await progress(n);
+    if (it.kind !== "direct" && it.kind !== "repack") continue;
+    if (it.kind === "direct" && it.src.type !== GGML_TYPE.I2_S) continue;
+    const n = it.src.dims[0] * it.src.dims[1];
+    const view = new DataView(memory.buffer, plan.tensors.get(it.name)!.offset + n / 4, 4);
+    let scale = view.getFloat32(0, true);
+    if (it.scale) {
+      const buf = new Uint8Array(4);
+      file.seekSync(it.scale.offset, Deno.SeekMode.Start);
+      if (file.readSync(buf) !== 4) {
+        throw new ModelConfigError(path, `tensor "${it.scale.name}" is truncated`);
       }
-      if (it.src.type === GGML_TYPE.I2_S) {
-        const n = it.src.dims[0] * it.src.dims[1];
-        if (!host.i2sValid(dst, n)) fail("holds the invalid 2-bit code 3 (corrupt I2_S data)");
-        const scale = new DataView(memory.buffer, dst + n / 4, 4).getFloat32(0, true);
-        if (!Number.isFinite(scale)) fail(`has a non-finite scale ${scale}`);
-        if (it.scale) applyScaleTensor(file, it, memory, dst + n / 4, gguf.path);
-      } else if (it.src.type === GGML_TYPE.F16 && !host.f16Finite(dst, it.src.nbytes / 2)) {
-        fail("holds an infinite or NaN value");
-      }
-    } else if (it.kind === "repack") {
-      readInto(file, it.src.offset, memory, stage, it.src.nbytes, gguf.path);
-      await progress(it.src.nbytes);
-      const n = it.src.dims[0] * it.src.dims[1];
-      const kind = it.src.type === GGML_TYPE.TQ2_0 ? "tq2_0" : "tq1_0";
-      const scale = host.repackTernary(kind, stage, dst, n);
-      if (scale === null) {
-        fail(
-          `(${
-            ggmlTypeName(it.src.type)
-          }) cannot be repacked exactly: its blocks have different scales or invalid ` +
-            "codes, so it is not a ternary tensor with one scale",
-        );
-      }
-      if (it.scale) applyScaleTensor(file, it, memory, dst + n / 4, gguf.path);
-    } else {
-      // F16 -> Q8_0 or Q7 in row-aligned chunks through the staging buffer
-      const dim = it.src.dims[0], rows = it.src.dims[1], rowBytes = dim * 2;
-      const rowsPerChunk = Math.max(1, Math.floor(plan.staging.bytes / rowBytes));
-      for (let r = 0; r < rows; r += rowsPerChunk) {
-        const nr = Math.min(rowsPerChunk, rows - r);
-        readInto(file, it.src.offset + r * rowBytes, memory, stage, nr * rowBytes, gguf.path);
-        if (!host.f16Finite(stage, nr * dim)) fail("holds an infinite or NaN value");
-        if (it.kind === "q8_0") host.quantizeQ8_0(stage, dst + r * (dim / 32) * 34, nr * dim);
-        else host.quantizeQ7(stage, dst + r * dim, dst + rows * dim + r * (dim / 32) * 4, nr * dim);
-        await progress(nr * rowBytes);
-      }
+      scale = Math.fround(scale * new DataView(buf.buffer).getFloat32(0, true));
+      view.setFloat32(0, scale, true);
+    }
+    if (!Number.isFinite(scale)) {
+      throw new ModelConfigError(path, `tensor "${it.name}" has a non-finite scale ${scale}`);
     }
   }
-}
-
-/** bitnet files may carry the scale as a separate [1] tensor: fold it into the I2_S scale. */
-function applyScaleTensor(
-  file: Deno.FsFile,
-  it: LoadItem,
-  memory: WebAssembly.Memory,
-  scaleAt: number,
-  path: string,
-) {
-  const buf = new Uint8Array(4);
-  file.seekSync(it.scale!.offset, Deno.SeekMode.Start);
-  if (file.readSync(buf) !== 4) throw new ModelConfigError(path, `tensor "${it.scale!.name}" is truncated`);
-  const s = new DataView(buf.buffer).getFloat32(0, true);
-  const view = new DataView(memory.buffer, scaleAt, 4);
-  view.setFloat32(0, Math.fround(view.getFloat32(0, true) * s), true);
 }
 
 /** cos/sin of pos * base^(-2i/head_dim), computed in f64 and stored as f32. */

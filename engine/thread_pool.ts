@@ -1,12 +1,15 @@
 /**
- * The host side of the kernel thread pool: N workers sit in `bn_worker_loop` over the shared
- * memory; a command is posted by bumping `pool.cmd_gen` (Atomics.notify) and its end is awaited
- * with `Atomics.waitAsync` on `pool.done_gen`, so the host isolate never blocks.
+ * The host side of the kernel thread pool. N workers instantiate the module over the shared
+ * memory; they may first run load jobs (reading the model in parallel), then sit in
+ * `bn_worker_loop`. A command is posted by bumping `pool.cmd_gen` (Atomics.notify) and its end is
+ * awaited with `Atomics.waitAsync` on `pool.done_gen`, so the host isolate never blocks.
  *
  * @module
  */
-import type { AbiLayout, KernelModule, WorkerInit } from "../wasm/loader.ts";
+import type { AbiLayout, KernelModule } from "../wasm/loader.ts";
 import { BN_CMD } from "../wasm/loader.ts";
+import type { LoadJob, LoadJobError } from "./load_jobs.ts";
+import type { Region } from "./memory_plan.ts";
 
 /** Thrown when a worker failed; the pool cannot run anything afterwards. */
 export class PoolBrokenError extends Error {
@@ -23,15 +26,18 @@ interface PoolWords {
   spin: number;
 }
 
-/** A started pool. One command at a time; `run` calls queue behind each other. */
+/** A started pool: `load` (optional), then `enterLoop`, then `run` commands one at a time. */
 export class ThreadPool {
   readonly threads: number;
   readonly #memory: WebAssembly.Memory;
   readonly #w: PoolWords;
   readonly #workers: Worker[];
+  /** Per-worker message handlers for the current phase (load). */
+  readonly #listeners: ((data: Record<string, unknown>) => void)[];
   #tail: Promise<unknown> = Promise.resolve();
   #broken: Error | null = null;
   #onBroken: ((e: Error) => void)[] = [];
+  #looping = false;
   #closed = false;
 
   private constructor(memory: WebAssembly.Memory, words: PoolWords, workers: Worker[]) {
@@ -39,11 +45,13 @@ export class ThreadPool {
     this.#w = words;
     this.#workers = workers;
     this.threads = workers.length;
+    this.#listeners = [];
   }
 
   /**
-   * Starts `stackTops.length` workers over `memory`, all sharing the bn_ctx at `ctx`.
-   * `spin` is how many polls a waiting worker makes before it sleeps.
+   * Starts `stackTops.length` workers over `memory`, all sharing the bn_ctx at `ctx`, and waits
+   * until each has instantiated the module. `spin` is how many polls a waiting worker makes
+   * before it sleeps.
    */
   static async start(
     km: KernelModule,
@@ -78,12 +86,13 @@ export class ThreadPool {
         const worker = new Worker(new URL("../wasm/worker.ts", import.meta.url), { type: "module" });
         workers.push(worker);
         worker.onmessage = (e: MessageEvent) => {
-          if (e.data?.ready) resolve();
-          else if (e.data?.error) {
-            const err = new PoolBrokenError(`kernel worker ${ith} failed: ${e.data.error}`);
+          const data = e.data ?? {};
+          if (data.ready) resolve();
+          else if (data.fatal) {
+            const err = new PoolBrokenError(`kernel worker ${ith} failed: ${data.fatal}`);
             reject(err);
             pool.#fail(err);
-          }
+          } else pool.#listeners[ith]?.(data);
         };
         worker.onerror = (e) => {
           e.preventDefault();
@@ -91,8 +100,7 @@ export class ThreadPool {
           reject(err);
           pool.#fail(err);
         };
-        const init: WorkerInit = { module: km.module, memory, ctx, ith, stackTop };
-        worker.postMessage(init);
+        worker.postMessage({ type: "init", module: km.module, memory, ctx, ith, stackTop });
       })
     );
     try {
@@ -102,6 +110,43 @@ export class ThreadPool {
       throw e;
     }
     return pool;
+  }
+
+  /**
+   * Runs `jobs[i]` on worker i (file `path`, staging `stages[i]`) and resolves with the first
+   * failure, or null. `onProgress` gets the bytes each worker reports.
+   */
+  async load(
+    path: string,
+    jobs: readonly LoadJob[][],
+    stages: readonly Region[],
+    onProgress?: (bytes: number) => void,
+  ): Promise<LoadJobError | null> {
+    if (this.#looping) throw new Error("load() must come before enterLoop()");
+    const results = this.#workers.map((worker, ith) =>
+      new Promise<LoadJobError | null>((resolve, reject) => {
+        this.#onBroken.push(reject);
+        this.#listeners[ith] = (data) => {
+          if (typeof data.progress === "number") onProgress?.(data.progress);
+          else if (data.loaded) resolve((data.error as LoadJobError | null) ?? null);
+        };
+        worker.postMessage({ type: "load", path, jobs: jobs[ith] ?? [], stage: stages[ith] });
+      })
+    );
+    try {
+      const errors = await Promise.all(results);
+      return errors.find((e) => e !== null) ?? null;
+    } finally {
+      this.#onBroken = [];
+      this.#listeners.length = 0;
+    }
+  }
+
+  /** Sends every worker into `bn_worker_loop`; commands can run afterwards. */
+  enterLoop(): void {
+    if (this.#looping) return;
+    this.#looping = true;
+    for (const worker of this.#workers) worker.postMessage({ type: "loop" });
   }
 
   /** Asks a running command to stop at the next layer boundary (it then returns ABORTED). */
@@ -119,6 +164,7 @@ export class ThreadPool {
   async #runNow(cmd: number): Promise<number> {
     if (this.#broken) throw this.#broken;
     if (this.#closed) throw new PoolBrokenError("the kernel pool is closed");
+    if (!this.#looping) throw new Error("run() before enterLoop()");
     const i32 = new Int32Array(this.#memory.buffer);
     const w = this.#w;
     Atomics.store(i32, w.cmd, cmd);
@@ -158,12 +204,16 @@ export class ThreadPool {
     if (this.#closed) return;
     await this.#tail;
     this.#closed = true;
-    if (this.#broken) return;
+    if (this.#broken || !this.#looping) return this.#terminate();
     const exited = this.#workers.map((worker) =>
       new Promise<void>((resolve) => {
-        const done = () => resolve();
-        worker.addEventListener("message", (e: MessageEvent) => e.data?.exited !== undefined && done());
-        setTimeout(done, 2000);
+        const timer = setTimeout(resolve, 2000);
+        worker.addEventListener("message", (e: MessageEvent) => {
+          if (e.data?.exited !== undefined) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
       })
     );
     const i32 = new Int32Array(this.#memory.buffer);

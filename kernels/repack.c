@@ -127,19 +127,26 @@ void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n) {
 }
 
 void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t n) {
+  /* SIMD in both builds (load time, not a variant): per 32 values d = absmax/63, u = rint(v/d) + 64 */
   for (uint32_t k = 0; k < n / 32; k++) {
-    float v[32], amax = 0.0f;
-    for (uint32_t i = 0; i < 32; i++) {
-      v[i] = bn_f16_to_f32(src[32 * k + i]);
-      const float a = __builtin_fabsf(v[i]);
-      amax = a > amax ? a : amax;
-    }
+    v128_t v[8];
+    for (int h = 0; h < 4; h++) bn_f16x8_to_f32x4x2(wasm_v128_load(src + 32 * k + 8 * h), &v[2 * h], &v[2 * h + 1]);
+    v128_t m = wasm_f32x4_abs(v[0]);
+    for (int i = 1; i < 8; i++) m = wasm_f32x4_pmax(m, wasm_f32x4_abs(v[i]));
+    m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+    m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+    const float amax = wasm_f32x4_extract_lane(m, 0);
     const float d = amax / 63.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
-    for (uint32_t i = 0; i < 32; i++) {
-      float r = __builtin_rintf(v[i] * id);
-      r = r > 63.0f ? 63.0f : (r < -63.0f ? -63.0f : r);
-      dst_w[32 * k + i] = (uint8_t)((int32_t)r + 64);
+    const v128_t vid = wasm_f32x4_splat(id), lo = wasm_i32x4_splat(-63), hi = wasm_i32x4_splat(63);
+    v128_t q[8];
+    for (int i = 0; i < 8; i++) {
+      const v128_t r = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(wasm_f32x4_mul(v[i], vid)));
+      q[i] = wasm_i32x4_add(wasm_i32x4_min(wasm_i32x4_max(r, lo), hi), wasm_i32x4_splat(64));
     }
+    const v128_t a = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[0], q[1]), wasm_i16x8_narrow_i32x4(q[2], q[3]));
+    const v128_t b = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[4], q[5]), wasm_i16x8_narrow_i32x4(q[6], q[7]));
+    wasm_v128_store(dst_w + 32 * k, a);
+    wasm_v128_store(dst_w + 32 * k + 16, b);
     dst_s[k] = d;
   }
 }

@@ -54,6 +54,7 @@ export async function runMatmul(
   c.u32("mm.y", at("y"));
   c.u32("mm.ydot", at("dots"));
   const pool = await ThreadPool.start(km, memory, host.abi, plan.ctx, plan.stackTops.slice(1));
+  pool.enterLoop();
   try {
     const status = await pool.run(BN_CMD.MATMUL_TEST);
     return {

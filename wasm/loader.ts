@@ -90,21 +90,57 @@ export interface AbiLayout {
   readonly offsets: ReadonlyMap<string, number>;
 }
 
-/**
- * The host isolate's instance: load-time helpers only (it never runs a forward pass, so the HTTP
- * isolate never blocks on compute).
- */
-export class WasmHost {
-  readonly #x: BnExports;
+/** Load-time helpers of one instance: validation and conversions run in wasm. */
+export class KernelHelpers {
+  protected readonly x: BnExports;
   readonly memory: WebAssembly.Memory;
-  readonly abi: AbiLayout;
-  /** Scratch word (4 bytes) the host uses for out-parameters. */
+  /** Scratch word (4 bytes) for out-parameters, just below the instance's stack. */
   readonly #scratch: number;
 
-  private constructor(x: BnExports, memory: WebAssembly.Memory, scratch: number) {
-    this.#x = x;
+  protected constructor(x: BnExports, memory: WebAssembly.Memory, scratch: number) {
+    this.x = x;
     this.memory = memory;
     this.#scratch = scratch;
+  }
+
+  /** Repacks a TQ2_0 / TQ1_0 tensor of `n` elements at `src` into I2_S at `dst`; returns its scale or null if lossy. */
+  repackTernary(kind: "tq2_0" | "tq1_0", src: number, dst: number, n: number): number | null {
+    const fn = kind === "tq2_0" ? this.x.bn_repack_tq2_0 : this.x.bn_repack_tq1_0;
+    const status = fn(src, dst, n, this.#scratch);
+    if (status !== BN_STATUS.OK) return null;
+    return new Float32Array(this.memory.buffer, this.#scratch, 1)[0];
+  }
+
+  /** True when the I2_S codes at `w` (n elements) are all valid (no code 3). */
+  i2sValid(w: number, n: number): boolean {
+    return this.x.bn_i2s_check(w, n) === BN_STATUS.OK;
+  }
+
+  /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */
+  quantizeQ8_0(src: number, dst: number, n: number): void {
+    this.x.bn_quantize_q8_0_f16(src, dst, n);
+  }
+
+  /** Quantizes n F16 values at `src` to the Q7 head layout: bytes at `dstW`, f32 block scales at `dstS`. */
+  quantizeQ7(src: number, dstW: number, dstS: number, n: number): void {
+    this.x.bn_quantize_q7_f16(src, dstW, dstS, n);
+  }
+
+  /** True when the n F16 values at `src` are all finite. */
+  f16Finite(src: number, n: number): boolean {
+    return this.x.bn_f16_check(src, n) === BN_STATUS.OK;
+  }
+}
+
+/**
+ * The host isolate's instance: load-time helpers and the layout check only (it never runs a
+ * forward pass, so the HTTP isolate never blocks on compute).
+ */
+export class WasmHost extends KernelHelpers {
+  readonly abi: AbiLayout;
+
+  private constructor(x: BnExports, memory: WebAssembly.Memory, scratch: number) {
+    super(x, memory, scratch);
     this.abi = readAbi(x, memory);
   }
 
@@ -118,35 +154,31 @@ export class WasmHost {
 
   /** `bn_ctx_check`: 0 when the written config can run. */
   checkCtx(ctx: number): number {
-    return this.#x.bn_ctx_check(ctx);
+    return this.x.bn_ctx_check(ctx);
+  }
+}
+
+/** A pool worker's instance: load-time helpers, then the worker loop. */
+export class WorkerInstance extends KernelHelpers {
+  readonly #ctx: number;
+  readonly #ith: number;
+
+  private constructor(x: BnExports, memory: WebAssembly.Memory, scratch: number, ctx: number, ith: number) {
+    super(x, memory, scratch);
+    this.#ctx = ctx;
+    this.#ith = ith;
   }
 
-  /** Repacks a TQ2_0 / TQ1_0 tensor of `n` elements at `src` into I2_S at `dst`; returns its scale or null if lossy. */
-  repackTernary(kind: "tq2_0" | "tq1_0", src: number, dst: number, n: number): number | null {
-    const fn = kind === "tq2_0" ? this.#x.bn_repack_tq2_0 : this.#x.bn_repack_tq1_0;
-    const status = fn(src, dst, n, this.#scratch);
-    if (status !== BN_STATUS.OK) return null;
-    return new Float32Array(this.memory.buffer, this.#scratch, 1)[0];
+  /** Instantiates the worker's module with its own stack (and a 16-byte scratch below it). */
+  static async create(init: WorkerInit): Promise<WorkerInstance> {
+    const x = await instantiate(init.module, init.memory);
+    x.__stack_pointer.value = init.stackTop - 16;
+    return new WorkerInstance(x, init.memory, init.stackTop - 16, init.ctx, init.ith);
   }
 
-  /** True when the I2_S codes at `w` (n elements) are all valid (no code 3). */
-  i2sValid(w: number, n: number): boolean {
-    return this.#x.bn_i2s_check(w, n) === BN_STATUS.OK;
-  }
-
-  /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */
-  quantizeQ8_0(src: number, dst: number, n: number): void {
-    this.#x.bn_quantize_q8_0_f16(src, dst, n);
-  }
-
-  /** Quantizes n F16 values at `src` to the Q7 head layout: bytes at `dstW`, f32 block scales at `dstS`. */
-  quantizeQ7(src: number, dstW: number, dstS: number, n: number): void {
-    this.#x.bn_quantize_q7_f16(src, dstW, dstS, n);
-  }
-
-  /** True when the n F16 values at `src` are all finite. */
-  f16Finite(src: number, n: number): boolean {
-    return this.#x.bn_f16_check(src, n) === BN_STATUS.OK;
+  /** Runs `bn_worker_loop` until BN_CMD_QUIT (blocks this worker's isolate meanwhile). */
+  loop(): number {
+    return this.x.bn_worker_loop(this.#ctx, this.#ith);
   }
 }
 
@@ -173,15 +205,4 @@ export interface WorkerInit {
   readonly ctx: number;
   readonly ith: number;
   readonly stackTop: number;
-}
-
-/**
- * The worker side: instantiate, report ready, then sit in `bn_worker_loop` until BN_CMD_QUIT.
- * `ready` is called between instantiation and entering the loop.
- */
-export async function runWorker(init: WorkerInit, ready: () => void): Promise<number> {
-  const x = await instantiate(init.module, init.memory);
-  x.__stack_pointer.value = init.stackTop;
-  ready();
-  return x.bn_worker_loop(init.ctx, init.ith);
 }

@@ -1,22 +1,59 @@
 /**
- * Entry of a pool worker: receives its {module, memory, ctx, ith, stack}, instantiates the kernel
- * module and stays inside `bn_worker_loop` (sleeping on an atomic word between commands) until
- * the pool posts BN_CMD_QUIT. It never returns to its event loop while running.
+ * Entry of a pool worker. Messages, in order:
+ * - `{ type: "init", ... }`: instantiate the kernel module over the shared memory with this
+ *   worker's stack; answers `{ ready: true }`.
+ * - `{ type: "load", path, jobs, stage }` (optional, once): run load jobs (engine/load_jobs.ts);
+ *   answers `{ progress: bytes }` as it goes, then `{ loaded: true, error }`.
+ * - `{ type: "loop" }`: enter `bn_worker_loop` and stay there (sleeping on an atomic word between
+ *   commands) until the pool posts BN_CMD_QUIT; answers `{ exited: code }`.
+ * Anything thrown answers `{ fatal: message }` and ends the worker.
  *
  * @module
  */
-import { runWorker, type WorkerInit } from "./loader.ts";
+import { type WorkerInit, WorkerInstance } from "./loader.ts";
+import { type LoadJob, runLoadJobs } from "../engine/load_jobs.ts";
+import type { Region } from "../engine/memory_plan.ts";
 
 declare const self: {
-  onmessage: ((e: MessageEvent<WorkerInit>) => void) | null;
+  onmessage: ((e: MessageEvent) => void) | null;
   postMessage(msg: unknown): void;
   close(): void;
 };
 
-self.onmessage = (e: MessageEvent<WorkerInit>) => {
-  self.onmessage = null;
-  runWorker(e.data, () => self.postMessage({ ready: true }))
-    .then((code) => self.postMessage({ exited: code }))
-    .catch((err) => self.postMessage({ error: String(err?.stack ?? err) }))
-    .finally(() => self.close());
+let instance: WorkerInstance | null = null;
+
+function handle(msg: { type: string } & Record<string, unknown>): void {
+  if (msg.type === "load") {
+    const error = runLoadJobs(
+      msg.path as string,
+      msg.jobs as LoadJob[],
+      instance!,
+      msg.stage as Region,
+      (bytes) => self.postMessage({ progress: bytes }),
+    );
+    self.postMessage({ loaded: true, error });
+  } else if (msg.type === "loop") {
+    self.onmessage = null;
+    self.postMessage({ exited: instance!.loop() });
+    self.close();
+  }
+}
+
+self.onmessage = (e: MessageEvent) => {
+  const msg = e.data;
+  if (msg.type === "init") {
+    WorkerInstance.create(msg as WorkerInit)
+      .then((inst) => {
+        instance = inst;
+        self.postMessage({ ready: true });
+      })
+      .catch((err) => self.postMessage({ fatal: String(err?.stack ?? err) }));
+    return;
+  }
+  try {
+    handle(msg);
+  } catch (err) {
+    self.postMessage({ fatal: String((err as Error)?.stack ?? err) });
+    self.close();
+  }
 };

@@ -1,0 +1,148 @@
+/**
+ * Model loading as jobs that the kernel workers run in parallel before they start computing:
+ * positioned reads straight into each tensor's final place (checked as they land), TQ repacks and
+ * head quantization through each worker's own staging buffer. Splitting the reads across workers
+ * also splits the page faults of first-touching the memory, which dominate a cold start.
+ *
+ * @module
+ */
+import type { KernelHelpers } from "../wasm/loader.ts";
+import type { Region } from "./memory_plan.ts";
+
+/** One unit of loading work. Offsets are absolute file offsets; dst/dstW/dstS are memory addresses. */
+export type LoadJob =
+  /** Bytes read in place; `check` validates the first `checkBytes` of them (I2_S codes or F16 values). */
+  | {
+    readonly kind: "read";
+    readonly tensor: string;
+    readonly offset: number;
+    readonly bytes: number;
+    readonly dst: number;
+    readonly check: "i2s" | "f16" | null;
+    readonly checkBytes: number;
+  }
+  /** A whole TQ2_0/TQ1_0 tensor read into staging and repacked to I2_S at dst. */
+  | {
+    readonly kind: "repack";
+    readonly tensor: string;
+    readonly type: "tq2_0" | "tq1_0";
+    readonly offset: number;
+    readonly bytes: number;
+    readonly n: number;
+    readonly dst: number;
+  }
+  /** F16 rows [row0, row0+rows) of a [rows][dim] matrix quantized to Q8_0 (dst) or Q7 (dstW, dstS). */
+  | {
+    readonly kind: "quant";
+    readonly tensor: string;
+    readonly to: "q8_0" | "q7";
+    readonly offset: number;
+    readonly dim: number;
+    readonly row0: number;
+    readonly rows: number;
+    readonly dstW: number;
+    readonly dstS: number;
+  };
+
+/** Why a job failed: the tensor and what is wrong with it. */
+export interface LoadJobError {
+  readonly tensor: string;
+  readonly detail: string;
+}
+
+/** Positioned reads of `bytes` at `offset` into memory at `dst`; false at an early end of file. */
+function readInto(
+  file: Deno.FsFile,
+  offset: number,
+  memory: WebAssembly.Memory,
+  dst: number,
+  bytes: number,
+): boolean {
+  file.seekSync(offset, Deno.SeekMode.Start);
+  for (let done = 0; done < bytes;) {
+    const n = file.readSync(new Uint8Array(memory.buffer, dst + done, bytes - done));
+    if (!n) return false;
+    done += n;
+  }
+  return true;
+}
+
+/**
+ * Runs `jobs` in order on one worker (or the host); returns the first failure, or null. `stage` is
+ * this runner's own staging buffer; `progress` gets the file bytes each job consumed.
+ */
+export function runLoadJobs(
+  path: string,
+  jobs: readonly LoadJob[],
+  helpers: KernelHelpers,
+  stage: Region,
+  progress: (bytes: number) => void,
+): LoadJobError | null {
+  const memory = helpers.memory;
+  using file = Deno.openSync(path, { read: true });
+  for (const job of jobs) {
+    const fail = (detail: string) => ({ tensor: job.tensor, detail });
+    if (job.kind === "read") {
+      if (!readInto(file, job.offset, memory, job.dst, job.bytes)) {
+        return fail(`is cut short by the end of the file`);
+      }
+      if (job.check === "i2s" && !helpers.i2sValid(job.dst, 4 * job.checkBytes)) {
+        return fail("holds the invalid 2-bit code 3 (corrupt I2_S data)");
+      }
+      if (job.check === "f16" && !helpers.f16Finite(job.dst, job.checkBytes / 2)) {
+        return fail("holds an infinite or NaN value");
+      }
+      progress(job.bytes);
+    } else if (job.kind === "repack") {
+      if (job.bytes > stage.bytes) {
+        return fail(`needs ${job.bytes} bytes of staging, the plan has ${stage.bytes}`);
+      }
+      if (!readInto(file, job.offset, memory, stage.offset, job.bytes)) {
+        return fail(`is cut short by the end of the file`);
+      }
+      if (helpers.repackTernary(job.type, stage.offset, job.dst, job.n) === null) {
+        return fail(
+          `(${job.type.toUpperCase()}) cannot be repacked exactly: its blocks have different scales or invalid ` +
+            "codes, so it is not a ternary tensor with one scale",
+        );
+      }
+      progress(job.bytes);
+    } else {
+      const rowBytes = 2 * job.dim, per = Math.max(1, Math.floor(stage.bytes / rowBytes));
+      for (let r = 0; r < job.rows; r += per) {
+        const nr = Math.min(per, job.rows - r), row = job.row0 + r;
+        if (!readInto(file, job.offset + r * rowBytes, memory, stage.offset, nr * rowBytes)) {
+          return fail(`is cut short by the end of the file`);
+        }
+        if (!helpers.f16Finite(stage.offset, nr * job.dim)) return fail("holds an infinite or NaN value");
+        if (job.to === "q8_0") {
+          helpers.quantizeQ8_0(stage.offset, job.dstW + row * (job.dim / 32) * 34, nr * job.dim);
+        } else {helpers.quantizeQ7(
+            stage.offset,
+            job.dstW + row * job.dim,
+            job.dstS + row * (job.dim / 32) * 4,
+            nr * job.dim,
+          );}
+        progress(nr * rowBytes);
+      }
+    }
+  }
+  return null;
+}
+
+/**
+ * Splits `jobs` (in file order) into `parts` runs of about equal bytes, keeping each run's reads in
+ * file order.
+ */
+export function partitionJobs(jobs: readonly LoadJob[], parts: number): LoadJob[][] {
+  const cost = (j: LoadJob) => (j.kind === "quant" ? j.rows * j.dim * 2 : j.bytes);
+  const total = jobs.reduce((s, j) => s + cost(j), 0);
+  const out: LoadJob[][] = Array.from({ length: parts }, () => []);
+  let acc = 0;
+  for (const j of jobs) {
+    const part = Math.min(parts - 1, Math.floor((acc / Math.max(total, 1)) * parts));
+    out[part].push(j);
+    acc += cost(j);
+  }
+  return out;
+}
