@@ -7,8 +7,8 @@ import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:asse
 import { DEFAULT_MODEL_PATH } from "../engine/default_model.ts";
 import { parseConfig, usage } from "../main.ts";
 import { tinyModel } from "./_models.ts";
+import { serve, waitFor } from "./_serve.ts";
 
-const ROOT = new URL("../", import.meta.url);
 
 Deno.test("parseConfig() gives safe defaults", () => {
   const c = parseConfig([]);
@@ -76,29 +76,6 @@ Deno.test("usage() lists every flag with its variable", () => {
   }
   assert(text.includes("BN_MAX_QUEUE"));
 });
-
-/** `deno run <the serve task's flags> main.ts ...args`, from the repository root. */
-function serve(args: string[]): Deno.ChildProcess {
-  const task: string = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks.serve;
-  const flags = task.split(/\s+/).slice(1); // drop "deno"
-  return new Deno.Command(Deno.execPath(), {
-    args: [...flags, ...args],
-    cwd: ROOT,
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  }).spawn();
-}
-
-/** Reads stderr until `re` matches; returns everything read so far and the reader. */
-async function waitFor(reader: ReadableStreamDefaultReader<string>, re: RegExp, sofar = ""): Promise<string> {
-  while (!re.test(sofar)) {
-    const r = await reader.read();
-    if (r.done) throw new Error(`process ended before ${re}: ${sofar}`);
-    sofar += r.value;
-  }
-  return sofar;
-}
 
 Deno.test({
   name: "the server exits non-zero naming the missing default model and what to do",
