@@ -178,3 +178,20 @@ Deno.test("generate() reports prompt logprobs (first null) and generated-token l
     assertEquals(s.prompt!.logprobs.map((l) => l?.logprob), r.prompt!.logprobs.map((l) => l?.logprob));
   });
 });
+
+Deno.test("greedy tokens are identical across kernels ref/simd128/relaxed and 1, 2, 3 and 8 threads", async () => {
+  const path = await tinyModel({ type: "tq1_0", arch: "bitnet" });
+  let first: number[] | undefined;
+  for (const kernel of ["ref", "simd128", "relaxed"] as const) {
+    for (const threads of [1, 2, 3, 8]) {
+      const engine = await Engine.load(path, { kernel, threads, nCtx: 64 });
+      try {
+        const { ids } = await collect(engine.generate(greedy([1, 10, 20, 30], 24)));
+        if (!first) first = ids;
+        else assertEquals(ids, first, `${kernel} x${threads}`);
+      } finally {
+        await engine.close();
+      }
+    }
+  }
+});
