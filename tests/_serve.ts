@@ -18,7 +18,11 @@ export function serve(args: string[]): Deno.ChildProcess {
 }
 
 /** Reads stderr until `re` matches; returns everything read so far. */
-export async function waitFor(reader: ReadableStreamDefaultReader<string>, re: RegExp, sofar = ""): Promise<string> {
+export async function waitFor(
+  reader: ReadableStreamDefaultReader<string>,
+  re: RegExp,
+  sofar = "",
+): Promise<string> {
   while (!re.test(sofar)) {
     const r = await reader.read();
     if (r.done) throw new Error(`process ended before ${re}: ${sofar}`);

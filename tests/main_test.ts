@@ -9,7 +9,6 @@ import { parseConfig, usage } from "../main.ts";
 import { tinyModel } from "./_models.ts";
 import { serve, waitFor } from "./_serve.ts";
 
-
 Deno.test("parseConfig() gives safe defaults", () => {
   const c = parseConfig([]);
   assertEquals(

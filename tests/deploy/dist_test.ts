@@ -1,0 +1,323 @@
+/**
+ * `deno task dist` end to end: build the release and its tarball, unpack the tarball into an empty
+ * directory, start it with no deno on PATH, no DENO_DIR, no HOME and every proxy pointing nowhere,
+ * stream a chat completion from it with the official openai client, drain it with SIGTERM. Then the
+ * container image: built FROM scratch with deploy/container/build.sh and run by podman as non-root
+ * on a read-only root file system with the model mounted; skipped, with the reason, where podman
+ * cannot run containers.
+ */
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import OpenAI from "openai";
+import { buildDist, releaseFlags, serveFlags } from "../../scripts/dist.ts";
+import { freePort, sleep } from "../../scripts/deploy/cluster.ts";
+import { tinyModel } from "../_models.ts";
+
+const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
+const work = Deno.makeTempDirSync({ prefix: "bn-dist-test-" });
+
+async function sh(cmd: string, args: string[], opts: Deno.CommandOptions = {}) {
+  const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped", ...opts })
+    .output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { ok: out.success, code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
+
+/** The release, built once with a tiny synthetic model as its default model, and unpacked. */
+const release = (async () => {
+  const built = await buildDist({
+    out: `${work}/out`,
+    model: await tinyModel(),
+    version: "test",
+    log: () => {},
+  });
+  const unpacked = `${work}/unpacked`;
+  Deno.mkdirSync(unpacked);
+  const tar = await sh("tar", ["-xzf", built.tarball!, "-C", unpacked]);
+  if (!tar.ok) throw new Error(tar.stderr);
+  return { ...built, root: `${unpacked}/${built.name}` };
+})();
+
+Deno.test("deno task dist: a release directory and tarball with runtime, code, wasm, model, packages", async () => {
+  const r = await release;
+  assert(r.model);
+  for (
+    const f of [
+      "bin/deno",
+      "bin/bitnet-server",
+      "app/main.ts",
+      "app/wasm/worker.ts",
+      "app/wasm/bn-simd128.wasm",
+      "app/wasm/bn-relaxed.wasm",
+      "app/models/default.gguf",
+      "app/deno.json",
+      "app/deno.lock",
+      "deploy/container/probe.ts",
+      "deploy/systemd/bitnet-server.service",
+    ]
+  ) assert(Deno.statSync(`${r.root}/${f}`).isFile, f);
+  for (const pkg of ["hono", "zod"]) {
+    assert(Deno.statSync(`${r.root}/cache/npm/registry.npmjs.org/${pkg}`).isDirectory);
+  }
+  assert(
+    (Deno.statSync(`${r.root}/bin/deno`).mode! & 0o111) !== 0 &&
+      (Deno.statSync(`${r.root}/bin/bitnet-server`).mode! & 0o111) !== 0,
+  );
+  // Nothing of the test suite, the scripts or the dev-only packages.
+  for (const absent of ["app/tests", "app/scripts", "cache/npm/registry.npmjs.org/openai"]) {
+    assert(!(await sh("test", ["-e", `${r.root}/${absent}`])).ok, absent);
+  }
+});
+
+Deno.test("the launcher and the container entrypoint run with exactly the serve task's permissions", async () => {
+  const r = await release;
+  const flags = serveFlags();
+  assert(flags.includes("--allow-read") && flags.some((f) => f.startsWith("--allow-net=")));
+  for (const f of flags) assert(!/^--allow-(write|run|ffi|sys|all)|^-A$/.test(f), `serve task grants ${f}`);
+  const launcher = Deno.readTextFileSync(`${r.root}/bin/bitnet-server`);
+  const exec = launcher.split("\n").find((l) => l.startsWith("exec "))!;
+  const words = [...exec.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]);
+  assertEquals(words.slice(3, 6), releaseFlags('"$root"'));
+  assertEquals(words.slice(6, 6 + flags.length), flags);
+  assert(exec.endsWith(`"$root/app/main.ts" "$@"`), exec);
+
+  const containerfile = Deno.readTextFileSync(`${ROOT}deploy/container/Containerfile`);
+  const entry = JSON.parse(containerfile.match(/^ENTRYPOINT (\[.*\])$/m)![1]) as string[];
+  assertEquals(entry, [
+    "/opt/bitnet-server/bin/deno",
+    "run",
+    ...releaseFlags("/opt/bitnet-server"),
+    ...flags,
+    "/opt/bitnet-server/app/main.ts",
+  ]);
+});
+
+/** Starts a release's launcher with nothing of this machine's Deno setup; resolves with its port. */
+async function startRelease(launcher: string, args: string[], env: Record<string, string> = {}) {
+  const empty = `${work}/empty-bin`;
+  Deno.mkdirSync(empty, { recursive: true });
+  const port = freePort();
+  const child = new Deno.Command(launcher, {
+    args,
+    clearEnv: true,
+    env: {
+      PATH: empty,
+      HOME: "/nonexistent",
+      DENO_DIR: "/nonexistent/deno",
+      HTTP_PROXY: "http://127.0.0.1:9",
+      HTTPS_PROXY: "http://127.0.0.1:9",
+      BN_PORT: String(port),
+      BN_THREADS: "1",
+      BN_LOG_LEVEL: "warn",
+      ...env,
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream());
+  let log = "";
+  const reader = stderr.getReader();
+  const drained = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      log += value;
+    }
+  })();
+  void child.stdout.cancel();
+  let exited = false;
+  child.status.then(() => (exited = true));
+  for (let i = 0; i < 300 && !log.includes("serving on") && !exited; i++) await sleep(50);
+  if (!log.includes("serving on")) {
+    if (!exited) child.kill("SIGKILL");
+    await drained;
+    throw new Error(`${launcher} ${args.join(" ")} did not start:\n${log}`);
+  }
+  return { child, port, log: () => log, drained };
+}
+
+Deno.test("the unpacked tarball starts without deno on PATH or network and streams a chat completion", async () => {
+  const r = await release;
+  assert(
+    !(await sh("/bin/sh", ["-c", "command -v deno"], { clearEnv: true, env: { PATH: `${work}/empty-bin` } }))
+      .ok,
+  );
+
+  // The embedded default model.
+  const a = await startRelease(`${r.root}/bin/bitnet-server`, []);
+  try {
+    assert(a.log().includes(`loading ${r.root}/app/models/default.gguf`), a.log());
+    assert(a.log().includes(`serving on http://127.0.0.1:${a.port}`), a.log());
+    const client = new OpenAI({ baseURL: `http://127.0.0.1:${a.port}/v1`, apiKey: "unused", maxRetries: 0 });
+    const stream = await client.chat.completions.create({
+      model: "default",
+      messages: [{ role: "user", content: "Hello" }],
+      max_tokens: 12,
+      stream: true,
+    });
+    const chunks = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    assertEquals(chunks[0].choices[0].delta.role, "assistant");
+    assert(chunks.some((c) => c.choices[0]?.finish_reason), "a finish_reason chunk");
+    const health = await fetch(`http://127.0.0.1:${a.port}/health`);
+    assertEquals([health.status, await health.json()], [200, { status: "ok" }]);
+  } finally {
+    a.child.kill("SIGTERM");
+  }
+  assertEquals((await a.child.status).code, 0);
+  await a.drained;
+  assert(a.log().includes("stopped"), a.log());
+
+  // --model PATH serves another file; flags and BN_* pass through a symlink to the launcher (as
+  // /usr/local/bin/bitnet-server would be).
+  assert((await sh("ln", ["-s", `${r.root}/bin/bitnet-server`, `${work}/bitnet-server-link`])).ok);
+  const other = await tinyModel({ seed: 11 });
+  const b = await startRelease(`${work}/bitnet-server-link`, ["--model", other], { BN_SLOTS: "3" });
+  try {
+    assert(b.log().includes(`loading ${other}`), b.log());
+    const models = await (await fetch(`http://127.0.0.1:${b.port}/v1/models`)).json();
+    assertEquals(models.data[0].meta.n_slots, 3);
+  } finally {
+    b.child.kill("SIGTERM");
+  }
+  assertEquals((await b.child.status).code, 0);
+  await b.drained;
+});
+
+// ---------------------------------------------------------------- container image (podman)
+
+const PODMAN = "/usr/bin/podman";
+const podmanDir = `${work}/podman`;
+/** Global podman flags: storage under /tmp, runc (crun 1.8 refuses hybrid cgroup v1 hosts). */
+const podmanArgs = (() => {
+  const args = ["--root", `${podmanDir}/root`, "--runroot", `${podmanDir}/run`];
+  try {
+    if (Deno.statSync("/usr/sbin/runc").isFile || Deno.statSync("/usr/bin/runc").isFile) {
+      args.push("--runtime", "runc");
+    }
+  } catch { /* the default runtime */ }
+  return args;
+})();
+/** Run flags every container here needs: podman's default rlimits exceed a sandbox's hard limits. */
+const RUN_LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"];
+const podman = (args: string[]) => sh(PODMAN, [...podmanArgs, ...args]);
+
+/** Whether podman can build and run an image from scratch here; the reason when it cannot. */
+async function probePodman(): Promise<string | null> {
+  try {
+    if (!Deno.statSync(PODMAN).isFile) return `${PODMAN} is not installed`;
+  } catch {
+    return `${PODMAN} is not installed (apt-get install podman runc)`;
+  }
+  const ctx = `${work}/probe-ctx`;
+  Deno.mkdirSync(`${ctx}/rootfs`, { recursive: true });
+  const ldd = await sh("ldd", ["/bin/true"]);
+  const libs = [...ldd.stdout.matchAll(/(?:=> )?(\/\S+) \(0x/g)].map((m) => m[1]);
+  for (const lib of ["/bin/true", ...libs]) {
+    Deno.mkdirSync(`${ctx}/rootfs${lib.slice(0, lib.lastIndexOf("/"))}`, { recursive: true });
+    Deno.copyFileSync(Deno.realPathSync(lib), `${ctx}/rootfs${lib}`);
+  }
+  Deno.writeTextFileSync(`${ctx}/Containerfile`, 'FROM scratch\nCOPY rootfs/ /\nENTRYPOINT ["/bin/true"]\n');
+  const build = await podman(["build", "-q", "-t", "localhost/bn-probe", ctx]);
+  if (!build.ok) return `podman build failed: ${build.stderr.trim().split("\n").slice(-3).join(" | ")}`;
+  const run = await podman(["run", "--rm", "--network=host", ...RUN_LIMITS, "localhost/bn-probe"]);
+  if (!run.ok) return `podman run failed: ${run.stderr.trim().split("\n").slice(-3).join(" | ")}`;
+  return null;
+}
+
+const podmanProblem = await probePodman();
+if (podmanProblem) {
+  console.warn(`tests/deploy/dist_test.ts: the container test is skipped: ${podmanProblem}`);
+}
+
+Deno.test({
+  name: "the container image (FROM scratch + release) runs non-root, read-only, healthy, and drains on stop",
+  ignore: podmanProblem !== null,
+  async fn() {
+    const r = await release;
+    const tag = "localhost/bitnet-server:test";
+    try {
+      const build = await sh(`${ROOT}deploy/container/build.sh`, [r.root, tag], {
+        env: { PODMAN: `${PODMAN} ${podmanArgs.join(" ")}`, TMPDIR: work },
+      });
+      assert(build.ok, build.stderr + build.stdout);
+      const inspect = JSON.parse((await podman(["image", "inspect", tag])).stdout)[0];
+      assertEquals(inspect.Config.User, "65532:65532");
+      assert(inspect.Healthcheck?.Test?.join(" ").includes("probe.ts"), "HEALTHCHECK kept");
+      assertEquals(Object.keys(inspect.Config.Volumes ?? {}), ["/models"]);
+
+      const models = `${work}/models`;
+      Deno.mkdirSync(models, { recursive: true });
+      Deno.copyFileSync(await tinyModel({ seed: 5 }), `${models}/tiny.gguf`);
+      Deno.chmodSync(models, 0o755);
+      Deno.chmodSync(`${models}/tiny.gguf`, 0o644);
+      const port = freePort();
+      const run = await podman([
+        "run",
+        "-d",
+        "--name",
+        "bn-test",
+        "--network=host",
+        "--read-only",
+        "--memory=512m",
+        ...RUN_LIMITS,
+        "-v",
+        `${models}:/models:ro`,
+        "-e",
+        "BN_MODEL=/models/tiny.gguf",
+        "-e",
+        "BN_HOST=127.0.0.1",
+        "-e",
+        `BN_PORT=${port}`,
+        "-e",
+        "BN_THREADS=1",
+        tag,
+      ]);
+      assert(run.ok, run.stderr);
+      let ready = false;
+      for (let i = 0; i < 200 && !ready; i++) {
+        await sleep(50);
+        ready = await fetch(`http://127.0.0.1:${port}/ready`).then(
+          (res) => (res.body?.cancel(), res.ok),
+          () => false,
+        );
+      }
+      assert(ready, (await podman(["logs", "bn-test"])).stderr);
+      const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "unused", maxRetries: 0 });
+      const stream = await client.chat.completions.create({
+        model: "m",
+        messages: [{ role: "user", content: "Hi" }],
+        max_tokens: 8,
+        stream: true,
+      });
+      let finish = null;
+      for await (const c of stream) finish ??= c.choices[0]?.finish_reason ?? null;
+      assert(finish);
+      assert((await podman(["healthcheck", "run", "bn-test"])).ok, "healthcheck");
+      const state = JSON.parse((await podman(["inspect", "bn-test"])).stdout)[0];
+      assertEquals([state.HostConfig.ReadonlyRootfs, state.Config.User], [true, "65532:65532"]);
+      const stop = await podman(["stop", "-t", "40", "bn-test"]);
+      assert(stop.ok, stop.stderr);
+      const exited = JSON.parse((await podman(["inspect", "bn-test"])).stdout)[0];
+      assertEquals(exited.State.ExitCode, 0);
+      const logs = await podman(["logs", "bn-test"]);
+      assert(logs.stderr.includes("SIGTERM: draining") && logs.stderr.includes("stopped"), logs.stderr);
+    } finally {
+      await podman(["rm", "-f", "-a"]);
+      await podman(["rmi", "-f", "-a"]);
+      await podman(["system", "reset", "-f"]);
+    }
+  },
+});
+
+globalThis.addEventListener("unload", () => {
+  if (podmanProblem === null) {
+    new Deno.Command(PODMAN, {
+      args: [...podmanArgs, "system", "reset", "-f"],
+      stdout: "null",
+      stderr: "null",
+    })
+      .outputSync();
+  }
+  Deno.removeSync(work, { recursive: true });
+});
