@@ -13,6 +13,7 @@ import { Engine } from "../../engine/engine.ts";
 import type { ModelRuntime } from "../../engine/runtime.ts";
 import type { GenerationEvent } from "../../engine/sequence.ts";
 import { peakRss } from "./_proc.ts";
+import { mulberry32 } from "../_prng.ts";
 import type {
   BytesPerToken,
   ChildConfig,
@@ -22,24 +23,12 @@ import type {
   StreamResult,
 } from "./result.ts";
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * Random prompts whose first tokens all differ, so the scheduler never reuses a cached prefix
  * (every measured prompt is computed in full).
  */
 function promptMaker(seed: number, vocab: number): (n: number) => number[] {
-  const rand = rng(seed);
+  const rand = mulberry32(seed);
   const firsts = new Set<number>();
   return (n) => {
     const p = Array.from({ length: n }, () => Math.floor(rand() * vocab));
