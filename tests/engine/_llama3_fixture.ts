@@ -82,3 +82,32 @@ export function syntheticData(): TokenizerData {
 
 /** A deterministic PRNG for property tests (mulberry32). */
 export const rng = mulberry32;
+
+/** Random well-formed Unicode text drawn from every plane and the troublesome classes. */
+export function randomText(next: () => number, maxLen = 24): string {
+  const pools: (() => string)[] = [
+    () => String.fromCharCode(0x20 + Math.floor(next() * 95)), // printable ASCII
+    () =>
+      [" ", "  ", "\t", "\n", "\r\n", "\r", "\u00a0", "\u3000", "\u2028", "\u0085", "\ufeff", "\v", "\f"][
+        Math.floor(next() * 13)
+      ],
+    () => String.fromCharCode(Math.floor(next() * 0x20)), // C0 controls
+    () => String.fromCodePoint(0x4e00 + Math.floor(next() * 0x5000)), // CJK
+    () => String.fromCodePoint(0x0600 + Math.floor(next() * 0x100)), // Arabic
+    () => String.fromCodePoint(0x0900 + Math.floor(next() * 0x80)), // Devanagari
+    () => String.fromCodePoint(0x0300 + Math.floor(next() * 0x70)), // combining marks
+    () => ["👩‍👩‍👧‍👦", "👍🏽", "🇯🇵", "🏳️‍🌈", "\u200d", "\ufe0f", "😀"][Math.floor(next() * 7)],
+    () => String.fromCodePoint(0x1f300 + Math.floor(next() * 0x300)), // astral symbols
+    () => String.fromCodePoint(0x10000 + Math.floor(next() * 0xf0000)), // planes 1-15 (many unassigned)
+    () => String.fromCodePoint(0x100000 + Math.floor(next() * 0xfffe)), // plane 16 (private use)
+    () => { // any scalar value of the BMP
+      const c = Math.floor(next() * 0xf800);
+      return String.fromCodePoint(c >= 0xd800 ? c + 0x800 : c);
+    },
+    () => ["'s", "'LL", "'Re", "123456", "3.14", "<|eot_id|>", "<|", "|>", "ſ"][Math.floor(next() * 9)],
+  ];
+  const len = Math.floor(next() * maxLen);
+  let s = "";
+  for (let i = 0; i < len; i++) s += pools[Math.floor(next() * pools.length)]();
+  return s;
+}
