@@ -90,7 +90,7 @@ static int32_t bn_matvec_row(const uint8_t *w, uint32_t blocks, const int8_t *q)
 }
 
 /* several activation rows: each block of a weight row is unpacked once and used for 4 tokens */
-#define BN_TOK 4
+#define BN_TOK 8
 static void bn_matmul_row_tokens(const uint8_t *w, uint32_t blocks, const int8_t *q, uint32_t ldq, uint32_t nt,
                                  int32_t *out, uint32_t ld_out) {
   v128_t acc[BN_TOK];
@@ -123,6 +123,26 @@ static void bn_matmul_row_4tokens(const uint8_t *w, uint32_t blocks, const int8_
   out[3 * (size_t)ld_out] = bn_hsum_i32(a3);
 }
 
+static void bn_matmul_row_8tokens(const uint8_t *w, uint32_t blocks, const int8_t *q, uint32_t ldq, int32_t *out,
+                                  uint32_t ld_out) {
+  v128_t a0 = wasm_i32x4_splat(0), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+  for (uint32_t b = 0; b < blocks; b++) {
+    v128_t c[8];
+    BN_UNPACK(c, w + 32 * b);
+    const int8_t *qb = q + 128 * b;
+    a0 = wasm_i32x4_add(a0, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb)));
+    a1 = wasm_i32x4_add(a1, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + ldq)));
+    a2 = wasm_i32x4_add(a2, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 2 * (size_t)ldq)));
+    a3 = wasm_i32x4_add(a3, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 3 * (size_t)ldq)));
+    a4 = wasm_i32x4_add(a4, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 4 * (size_t)ldq)));
+    a5 = wasm_i32x4_add(a5, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 5 * (size_t)ldq)));
+    a6 = wasm_i32x4_add(a6, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 6 * (size_t)ldq)));
+    a7 = wasm_i32x4_add(a7, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, qb + 7 * (size_t)ldq)));
+  }
+  const v128_t r[8] = { a0, a1, a2, a3, a4, a5, a6, a7 };
+  for (int t = 0; t < 8; t++) out[(size_t)t * ld_out] = bn_hsum_i32(r[t]);
+}
+
 void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
                        int32_t *dots, uint32_t ld_dots) {
   const uint32_t row_bytes = cols / 4, blocks = cols / 128;
@@ -133,6 +153,11 @@ void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1
   for (uint32_t m = m0; m < m1; m++) {
     for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK) {
       const uint32_t nt = BN_MIN(BN_TOK, x->n - t0);
+      if (nt == 8) {
+        bn_matmul_row_8tokens(w + (size_t)m * row_bytes, blocks, x->q + (size_t)t0 * x->ld, x->ld,
+                              dots + (size_t)t0 * ld_dots + (m - m0), ld_dots);
+        continue;
+      }
       if (nt == 4) {
         bn_matmul_row_4tokens(w + (size_t)m * row_bytes, blocks, x->q + (size_t)t0 * x->ld, x->ld,
                               dots + (size_t)t0 * ld_dots + (m - m0), ld_dots);

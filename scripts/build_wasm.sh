@@ -9,7 +9,8 @@ out=${1:-wasm}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 common=(--target=wasm32 -O3 -nostdlib -ffreestanding -fno-builtin-memcpy -ffp-contract=off -fno-exceptions
-  -matomics -mbulk-memory -msimd128 -Wall -Wextra -Werror -Wno-unused-parameter -ffile-prefix-map="$PWD"=.)
+  -matomics -mbulk-memory -msimd128 -Wall -Wextra -Werror -Wno-unused-parameter -ffile-prefix-map="$PWD"=.
+  ${EXTRA_CFLAGS:-})
 build() {
   local name=$1; shift
   local objs=()
