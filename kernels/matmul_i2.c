@@ -150,9 +150,10 @@ void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1
     for (uint32_t m = m0; m < m1; m++) dots[m - m0] = bn_matvec_row(w + (size_t)m * row_bytes, blocks, x->q);
     return;
   }
-  for (uint32_t m = m0; m < m1; m++) {
-    for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK) {
-      const uint32_t nt = BN_MIN(BN_TOK, x->n - t0);
+  /* token tiles outer: a tile's activations stay in L1 across the caller's few rows */
+  for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK) {
+    const uint32_t nt = BN_MIN(BN_TOK, x->n - t0);
+    for (uint32_t m = m0; m < m1; m++) {
       if (nt == 8) {
         bn_matmul_row_8tokens(w + (size_t)m * row_bytes, blocks, x->q + (size_t)t0 * x->ld, x->ld,
                               dots + (size_t)t0 * ld_dots + (m - m0), ld_dots);
