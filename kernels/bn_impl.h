@@ -149,6 +149,7 @@ typedef struct {
   const int32_t *sum;
   uint32_t ld;
   uint32_t n;
+  uint32_t mask3; /* always 3, read at run time (see bn_dot_i2_i8_simd) */
 } bn_qrows;
 
 /* ---- op table, filled once by bn_ops_select() ---- */

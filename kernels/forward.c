@@ -30,7 +30,7 @@ static void bn_matmul_rows(const bn_ops *ops, const uint8_t *w, uint32_t rows, u
     const uint32_t me = BN_MIN(mb + BN_ROW_TILE, m1);
     for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK_TILE) {
       const uint32_t nt = BN_MIN(BN_TOK_TILE, x->n - t0);
-      const bn_qrows xs = { x->q + (size_t)t0 * x->ld, x->scale + t0, x->sum + t0, x->ld, nt };
+      const bn_qrows xs = { x->q + (size_t)t0 * x->ld, x->scale + t0, x->sum + t0, x->ld, nt, x->mask3 };
       ops->dot_i2_i8(w, cols, mb, me, &xs, dots, BN_ROW_TILE);
       for (uint32_t t = 0; t < nt; t++) {
         float *yr = y + (size_t)(t0 + t) * ldy;
@@ -118,7 +118,7 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
   const bn_batch *b = &c->batch;
   if (!bn_batch_valid(c)) return BN_STATUS_BAD_ARG;
   const uint32_t dim = cfg->dim, ffn = cfg->ffn_dim, n = b->n_tokens, ld = BN_MAX(dim, ffn);
-  const bn_qrows xq = { s->xq, s->xscale, s->xsum, ld, n };
+  const bn_qrows xq = { s->xq, s->xscale, s->xsum, ld, n, 3 };
   uint32_t lo, hi;
 
   /* embeddings */

@@ -79,11 +79,19 @@ static inline v128_t bn_block_dot(const v128_t c[8], const int8_t *q) {
 /* decode: one activation row, one weight row at a time. Interleaving several rows to share the
  * activation loads was twice as slow once the weights came from DRAM instead of cache (the
  * hardware prefetcher follows one sequential stream far better than four interleaved ones). */
-static int32_t bn_matvec_row(const uint8_t *w, uint32_t blocks, const int8_t *q) {
+static int32_t bn_matvec_row(const uint8_t *w, uint32_t blocks, const int8_t *q, v128_t m3) {
   v128_t a = wasm_i32x4_splat(0);
   for (uint32_t b = 0; b < blocks; b++) {
     v128_t c[8];
-    BN_UNPACK(c, w + 32 * b);
+    const v128_t v0 = wasm_v128_load(w + 32 * b), v1 = wasm_v128_load(w + 32 * b + 16);
+    c[0] = wasm_v128_and(wasm_u16x8_shr(v0, 6), m3);
+    c[1] = wasm_v128_and(wasm_u16x8_shr(v1, 6), m3);
+    c[2] = wasm_v128_and(wasm_u16x8_shr(v0, 4), m3);
+    c[3] = wasm_v128_and(wasm_u16x8_shr(v1, 4), m3);
+    c[4] = wasm_v128_and(wasm_u16x8_shr(v0, 2), m3);
+    c[5] = wasm_v128_and(wasm_u16x8_shr(v1, 2), m3);
+    c[6] = wasm_v128_and(v0, m3);
+    c[7] = wasm_v128_and(v1, m3);
     a = wasm_i32x4_add(a, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, q + 128 * b)));
   }
   return bn_hsum_i32(a);
@@ -147,7 +155,10 @@ void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1
                        int32_t *dots, uint32_t ld_dots) {
   const uint32_t row_bytes = cols / 4, blocks = cols / 128;
   if (x->n == 1) {
-    for (uint32_t m = m0; m < m1; m++) dots[m - m0] = bn_matvec_row(w + (size_t)m * row_bytes, blocks, x->q);
+    /* a mask built from a run-time value: V8 keeps it in a register, while a v128 constant is
+     * rebuilt at every use inside the loop (12% slower measured) */
+    const v128_t m3 = wasm_i8x16_splat((int8_t)x->mask3);
+    for (uint32_t m = m0; m < m1; m++) dots[m - m0] = bn_matvec_row(w + (size_t)m * row_bytes, blocks, x->q, m3);
     return;
   }
   /* token tiles outer: a tile's activations stay in L1 across the caller's few rows */

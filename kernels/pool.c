@@ -43,7 +43,7 @@ static int32_t bn_matmul_test_run(bn_ctx *c, const bn_ops *ops, int ith, int nth
     for (uint32_t t = 0; t < mm->n; t++)
       ops->quantize_i8(mm->x + (size_t)t * mm->cols, mm->cols, s->xq + (size_t)t * ld, s->xscale + t, s->xsum + t);
   bn_barrier(&c->pool, nth);
-  const bn_qrows x = { s->xq, s->xscale, s->xsum, ld, mm->n };
+  const bn_qrows x = { s->xq, s->xscale, s->xsum, ld, mm->n, 3 };
   float beta;
   __builtin_memcpy(&beta, mm->w + (size_t)mm->rows * mm->cols / 4, 4);
   uint32_t m0, m1;
