@@ -49,7 +49,7 @@ export interface LoadOptions {
   readonly nSlots?: number;
   /** Tokens per forward step; default 128. */
   readonly maxBatch?: number;
-  /** Logits rows per step; default min(maxBatch, max(nSlots, 8)). */
+  /** Logits rows per step; default min(maxBatch, max(nSlots, 32)) (prompt logprobs need one per token). */
   readonly maxOut?: number;
   readonly head?: HeadMode;
   /** Polls before a waiting worker sleeps. */
@@ -109,7 +109,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   const nSlots = options.nSlots ?? 1;
   const nCtx = options.nCtx ?? Math.min(config.contextLength, 4096);
   const maxBatch = options.maxBatch ?? 128;
-  const maxOut = options.maxOut ?? Math.min(maxBatch, Math.max(nSlots, 8));
+  const maxOut = options.maxOut ?? Math.min(maxBatch, Math.max(nSlots, 32));
   const headMode = options.head ?? "file";
 
   // what goes where, in file order so the reads are sequential
