@@ -309,11 +309,13 @@ suite("chat completions", {}, [
     const { body } = await h.json(CHAT, {
       messages: [{ role: "user", content: "my secret passphrase" }],
       max_tokens: 3,
+      logit_bias: noStop(h), // three tokens, so there is a first token to time
       user: "u-42",
     });
     const line = h.logs.at(-1)!;
     const expected = [CHAT, 200, body.usage.completion_tokens, body.choices[0].finish_reason, "u-42"];
     assertEquals([line.route, line.status, line.completion_tokens, line.finish_reason, line.user], expected);
+    assertEquals(line.completion_tokens, 3);
     assert(typeof line.ttft_ms === "number" && typeof line.prompt_tokens === "number");
     assert(!JSON.stringify(h.logs).includes("secret"));
   }],
