@@ -78,22 +78,35 @@ static inline v128_t bn_block_dot(const v128_t c[8], const int8_t *q) {
 
 /* decode: one activation row, one weight row at a time. Interleaving several rows to share the
  * activation loads was twice as slow once the weights came from DRAM instead of cache (the
- * hardware prefetcher follows one sequential stream far better than four interleaved ones). */
+ * hardware prefetcher follows one sequential stream far better than four interleaved ones).
+ *
+ * A block's dot is within +-4096 per i16 lane (8 pair sums of <= 2*2*128), so 8 blocks sum in i16
+ * before one widening add: 8% faster decode than widening every block (2B4T, 1 thread, measured).
+ * (Masking the low fields in place, as code*4^k, and shifting the scaled sums back saves two
+ * instructions a block but ran 7% slower.) */
+static inline v128_t bn_matvec_block(const uint8_t *wb, const int8_t *qb, v128_t m3) {
+  v128_t c[8];
+  const v128_t v0 = wasm_v128_load(wb), v1 = wasm_v128_load(wb + 16);
+  c[0] = wasm_v128_and(wasm_u16x8_shr(v0, 6), m3);
+  c[1] = wasm_v128_and(wasm_u16x8_shr(v1, 6), m3);
+  c[2] = wasm_v128_and(wasm_u16x8_shr(v0, 4), m3);
+  c[3] = wasm_v128_and(wasm_u16x8_shr(v1, 4), m3);
+  c[4] = wasm_v128_and(wasm_u16x8_shr(v0, 2), m3);
+  c[5] = wasm_v128_and(wasm_u16x8_shr(v1, 2), m3);
+  c[6] = wasm_v128_and(v0, m3);
+  c[7] = wasm_v128_and(v1, m3);
+  return bn_block_dot(c, qb);
+}
+
 static int32_t bn_matvec_row(const uint8_t *w, uint32_t blocks, const int8_t *q, v128_t m3) {
   v128_t a = wasm_i32x4_splat(0);
-  for (uint32_t b = 0; b < blocks; b++) {
-    v128_t c[8];
-    const v128_t v0 = wasm_v128_load(w + 32 * b), v1 = wasm_v128_load(w + 32 * b + 16);
-    c[0] = wasm_v128_and(wasm_u16x8_shr(v0, 6), m3);
-    c[1] = wasm_v128_and(wasm_u16x8_shr(v1, 6), m3);
-    c[2] = wasm_v128_and(wasm_u16x8_shr(v0, 4), m3);
-    c[3] = wasm_v128_and(wasm_u16x8_shr(v1, 4), m3);
-    c[4] = wasm_v128_and(wasm_u16x8_shr(v0, 2), m3);
-    c[5] = wasm_v128_and(wasm_u16x8_shr(v1, 2), m3);
-    c[6] = wasm_v128_and(v0, m3);
-    c[7] = wasm_v128_and(v1, m3);
-    a = wasm_i32x4_add(a, wasm_i32x4_extadd_pairwise_i16x8(bn_block_dot(c, q + 128 * b)));
+  uint32_t b = 0;
+  for (; b + 8 <= blocks; b += 8) {
+    v128_t h = bn_matvec_block(w + 32 * b, q + 128 * b, m3);
+    for (uint32_t k = 1; k < 8; k++) h = wasm_i16x8_add(h, bn_matvec_block(w + 32 * (b + k), q + 128 * (b + k), m3));
+    a = wasm_i32x4_add(a, wasm_i32x4_extadd_pairwise_i16x8(h));
   }
+  for (; b < blocks; b++) a = wasm_i32x4_add(a, wasm_i32x4_extadd_pairwise_i16x8(bn_matvec_block(w + 32 * b, q + 128 * b, m3)));
   return bn_hsum_i32(a);
 }
 
