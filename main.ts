@@ -32,7 +32,7 @@ const FLAGS = {
   head: [
     "BN_HEAD",
     "string",
-    "LM head of an F16 model: file (exact F16), q8_0 or q7 (default q7; see models/README.md)",
+    "LM head of an F16 model: file (exact F16), q8_0, q7, or auto (default: q7 when the head is 64 MiB or more)",
   ],
   batch: ["BN_BATCH", "string", "tokens per forward step (default 128)"],
   "api-key": ["BN_API_KEY", "string", "Bearer key clients must send; repeat or comma-separate for several"],
@@ -64,7 +64,7 @@ export const ServerConfig = z.object({
   slots: int(1, 256).default(2),
   maxQueue: int(0, 100_000).default(16),
   kernel: z.enum(["ref", "simd128", "relaxed"]).optional(),
-  head: z.enum(["file", "q8_0", "q7"]).default("q7"),
+  head: z.enum(["auto", "file", "q8_0", "q7"]).default("auto"),
   batch: int(1, 4096).default(128),
   apiKeys: z.array(list).transform((l) => l.flat()).default([]),
   apiKeyFile: z.string().min(1).optional(),
@@ -144,7 +144,7 @@ async function resolveModel(config: ServerConfig): Promise<string> {
     if (e instanceof TypeError) throw e;
     if (config.model) throw new TypeError(`Cannot load model "${path}": ${(e as Error).message}`);
     throw new TypeError(
-      `The embedded default model ${path} is missing.\n` +
+      `The embedded default model ${path} is missing (rebuild it with \`deno task train\`).\n` +
         `Pass --model PATH (for example the official ggml-model-i2_s.gguf), or generate a synthetic model:\n` +
         `  deno task synth --preset tiny --out /tmp/tiny.gguf && deno task serve --model /tmp/tiny.gguf`,
     );

@@ -30,6 +30,19 @@ import { ThreadPool } from "./thread_pool.ts";
 /** How an F16 LM head is kept: as in the file, or quantized at load (Q8_0 or the Q7 layout). */
 export type HeadMode = "file" | "q8_0" | "q7";
 
+/** `auto` quantizes an F16 head to Q7 only when it is large enough for the speed to matter. */
+export type HeadOption = HeadMode | "auto";
+
+/** Smallest F16 head `auto` turns into Q7 (2B4T's is 657 MB; the embedded default model's 2 MB). */
+export const AUTO_Q7_MIN_BYTES = 64 << 20;
+
+/** The head mode `option` means for this model: `auto` is q7 for a large F16 head, else file. */
+export function resolveHeadMode(option: HeadOption, config: ModelConfig): HeadMode {
+  if (option !== "auto") return option;
+  const out = config.output;
+  return out.type === GGML_TYPE.F16 && out.nbytes >= AUTO_Q7_MIN_BYTES ? "q7" : "file";
+}
+
 /** bn.h's BN_TYPE_Q7: the fast head layout (not a ggml type). */
 export const HEAD_Q7 = 200;
 
@@ -51,7 +64,8 @@ export interface LoadOptions {
   readonly maxBatch?: number;
   /** Logits rows per step; default min(maxBatch, max(nSlots, 32)) (prompt logprobs need one per token). */
   readonly maxOut?: number;
-  readonly head?: HeadMode;
+  /** How an F16 LM head is kept (default `file`; `auto`: see {@linkcode resolveHeadMode}). */
+  readonly head?: HeadOption;
   /** Polls before a waiting worker sleeps. */
   readonly spin?: number;
   /** Called as bytes are read: (done, total). */
@@ -110,7 +124,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   const nCtx = options.nCtx ?? Math.min(config.contextLength, 4096);
   const maxBatch = options.maxBatch ?? 128;
   const maxOut = options.maxOut ?? Math.min(maxBatch, Math.max(nSlots, 32));
-  const headMode = options.head ?? "file";
+  const headMode = resolveHeadMode(options.head ?? "file", config);
 
   // what goes where, in file order so the reads are sequential
   const items = loadItems(config, headMode);

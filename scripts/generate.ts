@@ -10,13 +10,13 @@
  */
 import { parseArgs } from "node:util";
 import { Engine } from "../engine/engine.ts";
-import type { HeadMode } from "../engine/loader.ts";
+import type { HeadOption } from "../engine/loader.ts";
 import type { KernelVariant } from "../wasm/loader.ts";
 import { DEFAULT_MODEL_PATH } from "../engine/default_model.ts";
 import { terminalProgress } from "../engine/progress_bar.ts";
 
 const USAGE = `usage: deno task generate [--model FILE] --prompt TEXT [--chat] [-n N] [--temperature T]
-       [--top-k K] [--top-p P] [--seed S] [--threads N] [--kernel ref|simd128|relaxed] [--head file|q8_0|q7]
+       [--top-k K] [--top-p P] [--seed S] [--threads N] [--kernel ref|simd128|relaxed] [--head auto|file|q8_0|q7]
        [--ctx N]`;
 
 function fail(message: string): never {
@@ -65,8 +65,8 @@ if (import.meta.main) {
   if (args.prompt === undefined) fail("--prompt is required");
   const kernel = args.kernel as KernelVariant | undefined;
   if (kernel && !["ref", "simd128", "relaxed"].includes(kernel)) fail(`unknown --kernel ${kernel}`);
-  const head = (args.head ?? "file") as HeadMode;
-  if (!["file", "q8_0", "q7"].includes(head)) fail(`unknown --head ${head}`);
+  const head = (args.head ?? "auto") as HeadOption;
+  if (!["auto", "file", "q8_0", "q7"].includes(head)) fail(`unknown --head ${head}`);
   const maxTokens = num(args.n, "n", 128, true);
   const threads = args.threads ? num(args.threads, "threads", 1, true) : undefined;
 

@@ -117,6 +117,7 @@ class Block(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
+        self.kv_f16 = False  # reference evaluation sets it to match the engine's f16 KV cache
         kv = cfg.n_kv_heads * cfg.head_dim
         self.attn_norm = RMSNorm(cfg.dim, cfg.eps)
         self.attn_q = BitLinear(cfg.dim, cfg.dim)
@@ -142,6 +143,8 @@ class Block(nn.Module):
         q = rope_neox(self.attn_q(h).view(nh, hd, B, T), cos, sin)
         k = rope_neox(self.attn_k(h).view(nkv, hd, B, T), cos, sin)
         v = self.attn_v(h).view(nkv, hd, B, T)
+        if self.kv_f16:  # the engine's KV cache: f16, saturated at +-65504
+            k, v = (t.clamp(-65504.0, 65504.0).half().float() for t in (k, v))
         qin = q.permute(2, 0, 1, 3).reshape(1, B * nh * hd, T)                       # [1, (b,h,c), t]
         kw = k.permute(2, 0, 3, 1).repeat_interleave(g, dim=1).reshape(B * nh * T, hd, 1)  # [(b,h,j), c]
         s = F.conv1d(qin, kw, groups=B * nh).view(B * nh, T, T)                       # [(b,h), j, t]

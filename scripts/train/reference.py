@@ -3,7 +3,8 @@
     /usr/bin/python3 scripts/train/reference.py --gguf models/NAME.gguf --out models/NAME.reference.json
 
 Reads the GGUF itself (F16 embedding, I2_S trits + f32 scale, F32 norms), so every number here is
-about exactly the shipped weights, computed in float32 with the engine's numerics (model.py). Also
+about exactly the shipped weights, computed in float32 with the engine's numerics (model.py),
+including its f16 KV cache. Also
 writes scripts/train/work/final/report.json and samples.md for the model card.
 
 Reference file format (JSON, `"format": "bitnet-reference-v1"`):
@@ -132,6 +133,8 @@ def load_model(path):
             t, scale = unpack_i2s(b, dims[0] * dims[1])
             m.frozen = (torch.from_numpy(t.astype(np.float32)).view(dims[1], dims[0]), float(np.float32(scale)))
             m.weight.zero_()  # never used
+    for blk in model.blocks:
+        blk.kv_f16 = True  # the engine keeps K and V in f16: evaluate what it computes
     model.eval()
     return meta, model
 

@@ -3,9 +3,10 @@
  * and the files it refuses, each with the tensor named.
  */
 import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
-import { loadModel } from "../../engine/loader.ts";
+import { loadModel, resolveHeadMode } from "../../engine/loader.ts";
+import { openGguf } from "../../engine/gguf.ts";
 import { GGML_TYPE } from "../../engine/ggml_types.ts";
-import { ModelConfigError } from "../../engine/model_config.ts";
+import { ModelConfigError, modelConfigFromGguf } from "../../engine/model_config.ts";
 import { packTQ2, unpackTQ2 } from "../../engine/ternary_pack.ts";
 import { tinyModel } from "../_models.ts";
 import { rewriteGguf } from "../_gguf_edit.ts";
@@ -110,4 +111,22 @@ Deno.test("loadModel() refuses a memory plan over 4 GiB and says what to lower",
 
 Deno.test("loadModel() reports a missing file as NotFound", async () => {
   await rejects(loadModel("/nonexistent/model.gguf"), Deno.errors.NotFound);
+});
+
+Deno.test("head auto keeps a small F16 head exact and quantizes a 2B4T-sized one to Q7", async () => {
+  const path = await tinyModel();
+  const config = modelConfigFromGguf(await openGguf(path));
+  assertEquals(config.output.type, GGML_TYPE.F16);
+  assertEquals(resolveHeadMode("auto", config), "file");
+  const big = { ...config, output: { ...config.output, nbytes: 128256 * 2560 * 2 } };
+  assertEquals(resolveHeadMode("auto", big), "q7");
+  const q8 = { ...big, output: { ...big.output, type: GGML_TYPE.Q8_0 } };
+  assertEquals(resolveHeadMode("auto", q8), "file");
+  for (const mode of ["file", "q8_0", "q7"] as const) assertEquals(resolveHeadMode(mode, big), mode);
+  const { runtime } = await loadModel(path, { threads: 1, nCtx: 16, maxBatch: 4, maxOut: 4, head: "auto" });
+  try {
+    assertEquals(runtime.headType, "F16");
+  } finally {
+    await runtime.close();
+  }
 });
