@@ -13,7 +13,7 @@
  *
  * Options: `--model FILE` (default: `bench/2b4t-i2_s.gguf`, generated when missing), `--threads
  * 1,2` (default 1, 2 and the core count), `--kernel ref|simd128|relaxed` (default: detected),
- * `--head file|q8_0|file,q8_0`, `--json FILE` (default `bench/last.json`), `--md FILE` (default:
+ * `--head file|q8_0|q7|file,q7` (default file), `--json FILE` (default `bench/last.json`), `--md FILE` (default:
  * stdout), `--compare FILE`, `--from FILE`, `--reps N`, `--quick`, `--no-cold-start`.
  *
  * @module
@@ -71,7 +71,7 @@ export const WORKLOADS: Readonly<Record<"full" | "quick", Workload>> = {
 };
 
 const KERNELS: readonly KernelVariant[] = ["ref", "simd128", "relaxed"];
-const HEADS: readonly HeadMode[] = ["file", "q8_0"];
+const HEADS: readonly HeadMode[] = ["file", "q8_0", "q7"];
 
 /** Parsed command line. */
 export interface BenchArgs {
@@ -124,7 +124,7 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
   });
   if (v.help) {
     console.log(
-      "deno task bench [--model FILE] [--threads 1,2] [--kernel ref|simd128|relaxed] [--head file,q8_0]\n" +
+      "deno task bench [--model FILE] [--threads 1,2] [--kernel ref|simd128|relaxed] [--head file,q8_0,q7]\n" +
         "                [--json FILE] [--md FILE] [--compare FILE] [--from FILE] [--reps N] [--quick] [--no-cold-start]",
     );
     Deno.exit(0);
