@@ -72,13 +72,22 @@ export class Engine {
 
   /** Loads the GGUF at `path`, its tokenizer, and starts the kernel workers. */
   static async load(path: string, options: EngineOptions = {}): Promise<Engine> {
-    const { config, gguf, runtime, loadMs } = await loadModel(path, options);
-    let tokenizer: Tokenizer;
-    try {
-      tokenizer = Tokenizer.fromGgufMetadata(gguf.metadata);
-    } catch (e) {
+    let tokenizer: Tokenizer | undefined;
+    let tokenizerError: Error | undefined;
+    const { config, runtime, loadMs } = await loadModel(path, {
+      ...options,
+      // built while the workers read the weights (saves its ~150 ms on 2B4T's vocabulary)
+      whileLoading: (gguf) => {
+        try {
+          tokenizer = Tokenizer.fromGgufMetadata(gguf.metadata);
+        } catch (e) {
+          tokenizerError = e as Error;
+        }
+      },
+    });
+    if (!tokenizer) {
       await runtime.close();
-      throw new TypeError(`Cannot load model "${path}": ${(e as Error).message}`);
+      throw new TypeError(`Cannot load model "${path}": ${tokenizerError?.message ?? "no tokenizer"}`);
     }
     if (tokenizer.vocabSize > config.nVocab) {
       await runtime.close();

@@ -70,6 +70,11 @@ export interface LoadOptions {
   readonly spin?: number;
   /** Called as bytes are read: (done, total). */
   readonly onProgress?: (done: number, total: number) => void;
+  /**
+   * Synchronous work for the main thread while the workers read the tensors (the engine builds
+   * the tokenizer here); if it throws, loading stops with that error.
+   */
+  readonly whileLoading?: (gguf: GgufFile) => void;
 }
 
 /** A model ready to run, with what loading it took. */
@@ -155,10 +160,17 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
       offset: plan.staging.offset + i * stagingEach,
       bytes: stagingEach,
     }));
-    const failure = await pool.load(path, partitionJobs(jobs, threads), stages, (bytes) => {
+    const loading = pool.load(path, partitionJobs(jobs, threads), stages, (bytes) => {
       done += bytes;
       options.onProgress?.(done, total);
     });
+    try {
+      options.whileLoading?.(gguf); // main-thread work that overlaps the workers' reads
+    } catch (e) {
+      await loading;
+      throw e;
+    }
+    const failure = await loading;
     if (failure) throw new ModelConfigError(path, `tensor "${failure.tensor}" ${failure.detail}`);
     finishTernary(gguf.path, items, plan, memory);
     writeRope(memory, plan, config, nCtx);

@@ -12,7 +12,7 @@ export interface EditableTensor {
   data: Uint8Array;
 }
 
-/** Reads `src`, lets `edit` change tensors (and add metadata), writes `out`. */
+/** Reads `src`, lets `edit` change tensors, adds or replaces the `extraMeta` keys, writes `out`. */
 export function rewriteGguf(
   src: string,
   out: string,
@@ -39,6 +39,8 @@ export function rewriteGguf(
     dims: t.dims,
     data: t.data,
   }));
-  writeGguf(out, { metadata: [...metadata, ...extraMeta], tensors: specs, alignment: g.alignment });
+  const replaced = new Set(extraMeta.map(([key]) => key));
+  const kept = metadata.filter(([key]) => !replaced.has(key));
+  writeGguf(out, { metadata: [...kept, ...extraMeta], tensors: specs, alignment: g.alignment });
   return out;
 }

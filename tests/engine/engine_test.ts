@@ -7,6 +7,7 @@ import { Engine } from "../../engine/engine.ts";
 import { ContextOverflowError, DrainingError, QueueFullError } from "../../engine/errors.ts";
 import type { GenerateRequest, GenerationEvent } from "../../engine/sequence.ts";
 import { tinyModel } from "../_models.ts";
+import { rewriteGguf } from "../_gguf_edit.ts";
 
 async function collect(events: AsyncIterable<GenerationEvent>) {
   const ids: number[] = [];
@@ -193,5 +194,20 @@ Deno.test("greedy tokens are identical across kernels ref/simd128/relaxed and 1,
         await engine.close();
       }
     }
+  }
+});
+
+Deno.test("load() refuses a model whose tokenizer cannot be built, naming the file and the problem", async () => {
+  const path = rewriteGguf(await tinyModel(), Deno.makeTempFileSync({ suffix: ".gguf" }), (t) => t, [
+    ["tokenizer.ggml.token_type", { type: "array", elem: "i32", value: [1, 1, 1] }],
+  ]);
+  try {
+    await rejects(Engine.load(path, { threads: 2 }), (e: Error) => {
+      assert(e.message.startsWith(`Cannot load model "${path}"`), e.message);
+      assert(e.message.includes("3 token types"), e.message);
+      return true;
+    });
+  } finally {
+    Deno.removeSync(path);
   }
 });
