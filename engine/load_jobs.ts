@@ -11,7 +11,11 @@ import type { Region } from "./memory_plan.ts";
 
 /** One unit of loading work. Offsets are absolute file offsets; dst/dstW/dstS are memory addresses. */
 export type LoadJob =
-  /** Bytes read in place; `check` validates the first `checkBytes` of them (I2_S codes or F16 values). */
+  /**
+   * Bytes read in place; `check` validates the first `checkBytes` of them (I2_S codes or F16
+   * values). For I2_S, `rows` rows of `cols` (the chunk starts at a group of four rows) are then
+   * regrouped in fours, the compute layout (kernels/bn_impl.h, bn_i2_row); rows 0 otherwise.
+   */
   | {
     readonly kind: "read";
     readonly tensor: string;
@@ -20,15 +24,18 @@ export type LoadJob =
     readonly dst: number;
     readonly check: "i2s" | "f16" | null;
     readonly checkBytes: number;
+    readonly rows: number;
+    readonly cols: number;
   }
-  /** A whole TQ2_0/TQ1_0 tensor read into staging and repacked to I2_S at dst. */
+  /** A whole TQ2_0/TQ1_0 tensor read into staging, repacked to I2_S at dst, rows regrouped in fours. */
   | {
     readonly kind: "repack";
     readonly tensor: string;
     readonly type: "tq2_0" | "tq1_0";
     readonly offset: number;
     readonly bytes: number;
-    readonly n: number;
+    readonly rows: number;
+    readonly cols: number;
     readonly dst: number;
   }
   /** F16 rows [row0, row0+rows) of a [rows][dim] matrix quantized to Q8_0 (dst) or Q7 (dstW, dstS). */
@@ -92,20 +99,27 @@ export function runLoadJobs(
       if (job.check === "f16" && !helpers.f16Finite(job.dst, job.checkBytes / 2)) {
         return fail("holds an infinite or NaN value");
       }
+      if (job.rows >= 4) {
+        if (job.cols > stage.bytes) {
+          return fail(`needs ${job.cols} bytes of staging, the plan has ${stage.bytes}`);
+        }
+        helpers.interleaveI2s(job.dst, job.rows, job.cols, stage.offset);
+      }
       progress(job.bytes);
     } else if (job.kind === "repack") {
-      if (job.bytes > stage.bytes) {
-        return fail(`needs ${job.bytes} bytes of staging, the plan has ${stage.bytes}`);
+      if (Math.max(job.bytes, job.cols) > stage.bytes) {
+        return fail(`needs ${Math.max(job.bytes, job.cols)} bytes of staging, the plan has ${stage.bytes}`);
       }
       if (!readInto(file, job.offset, memory, stage.offset, job.bytes)) {
         return fail(`is cut short by the end of the file`);
       }
-      if (helpers.repackTernary(job.type, stage.offset, job.dst, job.n) === null) {
+      if (helpers.repackTernary(job.type, stage.offset, job.dst, job.rows * job.cols) === null) {
         return fail(
           `(${job.type.toUpperCase()}) cannot be repacked exactly: its blocks have different scales or invalid ` +
             "codes, so it is not a ternary tensor with one scale",
         );
       }
+      helpers.interleaveI2s(job.dst, job.rows, job.cols, stage.offset); // the source is consumed
       progress(job.bytes);
     } else {
       const rowBytes = 2 * job.dim, per = Math.max(1, Math.floor(stage.bytes / rowBytes));

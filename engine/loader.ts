@@ -135,10 +135,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   const items = loadItems(config, headMode);
   items.sort((a, b) => a.src.offset - b.src.offset);
   // each worker has its own staging buffer for repacks and head quantization
-  const stagingEach = Math.max(
-    0,
-    ...items.map((it) => it.kind === "repack" ? it.src.nbytes : it.kind === "direct" ? 0 : READ_CHUNK),
-  );
+  const stagingEach = Math.max(0, ...items.map(stagingBytes));
   const km = await compileKernel(kernel === "ref" ? "simd128" : kernel);
   const plan = planMemory(
     config,
@@ -233,6 +230,46 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
   return items;
 }
 
+/** A worker's staging bytes for one item: TQ sources, a group of four I2_S rows, F16 chunks. */
+function stagingBytes(it: LoadItem): number {
+  const cols = it.src.dims[0];
+  if (it.kind === "repack") return Math.max(it.src.nbytes, cols);
+  if (it.kind === "direct") return it.src.type === GGML_TYPE.I2_S ? cols : 0;
+  return READ_CHUNK;
+}
+
+/** A read of `bytes` at byte `at` of a tensor, holding `rows` I2_S rows to regroup (0: none). */
+export interface ReadChunk {
+  readonly at: number;
+  readonly bytes: number;
+  readonly rows: number;
+}
+
+function plainChunks(nbytes: number, chunk: number): ReadChunk[] {
+  const out: ReadChunk[] = [];
+  for (let at = 0; at < nbytes; at += chunk) out.push({ at, bytes: Math.min(chunk, nbytes - at), rows: 0 });
+  return out;
+}
+
+/**
+ * An I2_S tensor (rows x cols codes, then its scale: `nbytes` in all) in reads of about `chunk`
+ * bytes that each start at a group of four rows (cols bytes), so that every read can be regrouped
+ * in fours as it lands; the last read also holds the 1-3 rows past the last group and the scale.
+ */
+export function i2sChunks(rows: number, cols: number, nbytes: number, chunk: number): ReadChunk[] {
+  const step = Math.max(1, Math.floor(chunk / cols)) * cols;
+  const out: ReadChunk[] = [];
+  for (let at = 0; at < nbytes; at += step) {
+    const bytes = Math.min(step, nbytes - at);
+    out.push({
+      at,
+      bytes,
+      rows: Math.max(0, Math.min(rows - (4 * at) / cols, Math.floor((4 * bytes) / cols))),
+    });
+  }
+  return out;
+}
+
 /** The load as jobs: big tensors in chunks so that every worker gets a share. */
 function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
   const jobs: LoadJob[] = [];
@@ -241,12 +278,25 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
     const src = it.src, tensor = it.name;
     if (it.kind === "direct") {
       const i2s = src.type === GGML_TYPE.I2_S, f16 = src.type === GGML_TYPE.F16;
-      const codeBytes = i2s ? (src.dims[0] * src.dims[1]) / 4 : src.nbytes;
-      for (let at = 0; at < src.nbytes; at += READ_CHUNK) {
-        const bytes = Math.min(READ_CHUNK, src.nbytes - at);
-        const check = i2s ? "i2s" : f16 ? "f16" : null;
+      const [cols, rows] = [src.dims[0], src.dims[1] ?? 1];
+      const codeBytes = i2s ? (cols * rows) / 4 : src.nbytes;
+      const check = i2s ? "i2s" : f16 ? "f16" : null;
+      const chunks = i2s
+        ? i2sChunks(rows, cols, src.nbytes, READ_CHUNK)
+        : plainChunks(src.nbytes, READ_CHUNK);
+      for (const { at, bytes, rows } of chunks) {
         const checkBytes = Math.max(0, Math.min(bytes, codeBytes - at));
-        jobs.push({ kind: "read", tensor, offset: src.offset + at, bytes, dst: dst + at, check, checkBytes });
+        jobs.push({
+          kind: "read",
+          tensor,
+          offset: src.offset + at,
+          bytes,
+          dst: dst + at,
+          check,
+          checkBytes,
+          rows,
+          cols,
+        });
       }
     } else if (it.kind === "repack") {
       const type = src.type === GGML_TYPE.TQ2_0 ? "tq2_0" : "tq1_0";
@@ -256,7 +306,8 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
         type,
         offset: src.offset,
         bytes: src.nbytes,
-        n: src.dims[0] * src.dims[1],
+        rows: src.dims[1],
+        cols: src.dims[0],
         dst,
       });
     } else {

@@ -156,7 +156,7 @@ export function planMemory(
   const scratch: Record<ScratchName, Region> = {
     x: take(4 * b * shape.dim),
     xb: take(4 * b * wide),
-    xq: take(b * wide),
+    xq: take(b * wide, 128), // the ternary kernels' 16-byte loads assume 128-aligned activation blocks
     xscale: take(4 * b),
     xsum: take(4 * b),
     q: take(4 * b * shape.dim),

@@ -49,14 +49,26 @@ static inline v128_t bn_f16x4_to_f32x4(v128_t h32 /* u32 lanes holding f16 bits 
 
 /* 8 finite f16 -> 2 x f32x4 in 4 ops per vector: put each f16 in the top half of a 32-bit lane,
  * shift right 3 (arithmetic), clear the 3 copied sign bits, and re-bias with x 2^112; exact for
- * every finite f16, subnormals included (the loader refuses non-finite F16 weights) */
-static inline void bn_f16x8_to_f32x4x2(v128_t h, v128_t *lo, v128_t *hi) {
-  const v128_t z = wasm_i32x4_splat(0), mask = wasm_i32x4_splat((int32_t)0x8fffffff);
-  const v128_t m = wasm_i32x4_splat(0x77800000);
+ * every finite f16, subnormals included (the loader refuses non-finite F16 weights).
+ * The two constants come in k: from bn_f16k(), a splat of a run-time value stays in a register
+ * across a loop, while V8 rebuilds a v128 constant at every use (14% slower F16 dot, measured). */
+typedef struct {
+  v128_t mask, mul;
+} bn_f16k_t;
+
+extern volatile const int32_t bn_f16k_bits[2]; /* {0x8fffffff, 0x77800000}, vec.c */
+
+static inline bn_f16k_t bn_f16k(void) {
+  const bn_f16k_t k = { wasm_i32x4_splat(bn_f16k_bits[0]), wasm_i32x4_splat(bn_f16k_bits[1]) };
+  return k;
+}
+
+static inline void bn_f16x8_to_f32x4x2(v128_t h, const bn_f16k_t *k, v128_t *lo, v128_t *hi) {
+  const v128_t z = wasm_i32x4_splat(0);
   const v128_t a = wasm_i8x16_shuffle(z, h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
   const v128_t b = wasm_i8x16_shuffle(z, h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-  *lo = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(a, 3), mask), m);
-  *hi = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(b, 3), mask), m);
+  *lo = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(a, 3), k->mask), k->mul);
+  *hi = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(b, 3), k->mask), k->mul);
 }
 
 static inline uint16_t bn_f32_to_f16(float f) {
@@ -142,6 +154,22 @@ static inline void bn_split(uint32_t n, int ith, int nth, uint32_t align, uint32
   *hi = BN_MIN(b * align, n);
 }
 
+/* ---- I2_S matrices in memory: rows in fours ----
+ * The file's I2_S rows (row m at m*cols/4, 32-byte blocks of 128 elements) are regrouped at load
+ * (bn_i2s_interleave): rows 4g..4g+3 share one region of 4*cols/4 bytes in which block k of row
+ * 4g+r sits at (4k + r) * 32. Rows past the last full group of four keep the file layout, and the
+ * f32 scale stays at rows*cols/4. A decode step then streams four rows as one sequential run and
+ * loads each activation vector once for four rows (24% faster matvec than one row at a time, 2B4T
+ * shapes, weights from DRAM, measured). Returns row m's first block; *stride is its block stride. */
+static inline const uint8_t *bn_i2_row(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m, uint32_t *stride) {
+  if (m < (rows & ~3u)) {
+    *stride = 128;
+    return w + (size_t)(m >> 2) * cols + (m & 3) * 32;
+  }
+  *stride = 32;
+  return w + (size_t)m * (cols / 4);
+}
+
 /* ---- quantized activations of one matmul: int8 rows, their 127/absmax scale and sum ---- */
 typedef struct {
   const int8_t *q; /* [n][ld] */
@@ -154,8 +182,9 @@ typedef struct {
 
 /* ---- op table, filled once by bn_ops_select() ---- */
 typedef struct {
-  /* raw integer dots of rows [m0, m1) of an I2_S matrix with n int8 rows: dots[t][m - m0] */
-  void (*dot_i2_i8)(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+  /* raw integer dots of rows [m0, m1) of a [rows][cols] I2_S matrix (rows in fours, see bn_i2_row)
+   * with n int8 rows: dots[t][m - m0] */
+  void (*dot_i2_i8)(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
                     int32_t *dots, uint32_t ld_dots);
   float (*dot_f32)(const float *a, const float *b, uint32_t n);
   float (*dot_f32_f16)(const float *a, const uint16_t *b, uint32_t n);

@@ -31,7 +31,7 @@ static void bn_matmul_rows(const bn_ops *ops, const uint8_t *w, uint32_t rows, u
     for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK_TILE) {
       const uint32_t nt = BN_MIN(BN_TOK_TILE, x->n - t0);
       const bn_qrows xs = { x->q + (size_t)t0 * x->ld, x->scale + t0, x->sum + t0, x->ld, nt, x->mask3 };
-      ops->dot_i2_i8(w, cols, mb, me, &xs, dots, BN_ROW_TILE);
+      ops->dot_i2_i8(w, rows, cols, mb, me, &xs, dots, BN_ROW_TILE);
       for (uint32_t t = 0; t < nt; t++) {
         float *yr = y + (size_t)(t0 + t) * ldy;
         for (uint32_t m = mb; m < me; m++) {

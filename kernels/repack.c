@@ -7,7 +7,7 @@
  * {0,1,2} are the same in all three; the repack is exact only if every block with a nonzero trit
  * has the same d, which is then the tensor's scale: otherwise BN_STATUS_BAD_CONFIG and the loader
  * refuses the file as lossy. Also: checking I2_S codes (3 is not a valid code) and F16 values
- * (inf/nan are refused), and quantizing an F16 matrix to Q8_0 or to the Q7 head layout (head.c).
+ * (inf/nan are refused), regrouping I2_S rows in fours (bn_i2_row), and quantizing an F16 matrix to Q8_0 or to the Q7 head layout (head.c).
  * No allocation, no I/O.
  */
 #include "bn_impl.h"
@@ -105,6 +105,23 @@ int32_t bn_i2s_check(const uint8_t *w, uint32_t n) {
   return any ? BN_STATUS_BAD_CONFIG : BN_STATUS_OK;
 }
 
+/* rows [0, rows & ~3) of a row-major I2_S matrix (or a chunk of one starting at a group of four)
+ * into the rows-in-fours layout of bn_i2_row, in place through tmp (cols bytes, not overlapping) */
+void bn_i2s_interleave(uint8_t *w, uint32_t rows, uint32_t cols, uint8_t *tmp) {
+  const uint32_t rb = cols / 4, nb = cols / 128;
+  for (uint32_t g = 0; g < rows / 4; g++) {
+    uint8_t *grp = w + (size_t)g * cols;
+    for (uint32_t i = 0; i < cols; i += 16) wasm_v128_store(tmp + i, wasm_v128_load(grp + i));
+    for (uint32_t k = 0; k < nb; k++)
+      for (uint32_t r = 0; r < 4; r++) {
+        const uint8_t *from = tmp + r * rb + 32 * k;
+        uint8_t *to = grp + (4 * k + r) * 32;
+        wasm_v128_store(to, wasm_v128_load(from));
+        wasm_v128_store(to + 16, wasm_v128_load(from + 16));
+      }
+  }
+}
+
 void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n) {
   for (uint32_t k = 0; k < n / 32; k++) {
     float v[32], amax = 0.0f;
@@ -128,9 +145,10 @@ void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n) {
 
 void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t n) {
   /* SIMD in both builds (load time, not a variant): per 32 values d = absmax/63, u = rint(v/d) + 64 */
+  const bn_f16k_t f16k = bn_f16k();
   for (uint32_t k = 0; k < n / 32; k++) {
     v128_t v[8];
-    for (int h = 0; h < 4; h++) bn_f16x8_to_f32x4x2(wasm_v128_load(src + 32 * k + 8 * h), &v[2 * h], &v[2 * h + 1]);
+    for (int h = 0; h < 4; h++) bn_f16x8_to_f32x4x2(wasm_v128_load(src + 32 * k + 8 * h), &f16k, &v[2 * h], &v[2 * h + 1]);
     v128_t m = wasm_f32x4_abs(v[0]);
     for (int i = 1; i < 8; i++) m = wasm_f32x4_pmax(m, wasm_f32x4_abs(v[i]));
     m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));

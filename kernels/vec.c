@@ -6,6 +6,8 @@
  */
 #include "bn_impl.h"
 
+volatile const int32_t bn_f16k_bits[2] = { (int32_t)0x8fffffff, 0x77800000 };
+
 /* ================================ _ref ================================ */
 
 static float bn_dot_f32_ref(const float *a, const float *b, uint32_t n) {
@@ -74,9 +76,9 @@ static float bn_sum_ref(const float *x, uint32_t n) {
   return bn_fold16(s);
 }
 
-void bn_dot_i2_i8_ref(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+void bn_dot_i2_i8_ref(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
                       int32_t *dots, uint32_t ld_dots);
-void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
                        int32_t *dots, uint32_t ld_dots);
 void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                     const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
@@ -110,11 +112,12 @@ static float bn_dot_f32_simd(const float *a, const float *b, uint32_t n) {
 }
 
 static float bn_dot_f32_f16_simd(const float *a, const uint16_t *b, uint32_t n) {
+  const bn_f16k_t k = bn_f16k();
   v128_t s0 = wasm_f32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
   for (uint32_t i = 0; i < n; i += 16) {
     v128_t f0, f1, f2, f3;
-    bn_f16x8_to_f32x4x2(wasm_v128_load(b + i), &f0, &f1);
-    bn_f16x8_to_f32x4x2(wasm_v128_load(b + i + 8), &f2, &f3);
+    bn_f16x8_to_f32x4x2(wasm_v128_load(b + i), &k, &f0, &f1);
+    bn_f16x8_to_f32x4x2(wasm_v128_load(b + i + 8), &k, &f2, &f3);
     s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(a + i), f0));
     s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(a + i + 4), f1));
     s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(wasm_v128_load(a + i + 8), f2));
@@ -173,10 +176,11 @@ static void bn_rmsnorm_simd(float *y, const float *x, const float *w, uint32_t n
 
 static void bn_axpy_f16_simd(float *y, float a, const uint16_t *x, uint32_t n) {
   const v128_t va = wasm_f32x4_splat(a);
+  const bn_f16k_t k = bn_f16k();
   uint32_t i = 0;
   for (; i + 8 <= n; i += 8) {
     v128_t f0, f1;
-    bn_f16x8_to_f32x4x2(wasm_v128_load(x + i), &f0, &f1);
+    bn_f16x8_to_f32x4x2(wasm_v128_load(x + i), &k, &f0, &f1);
     wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(va, f0)));
     wasm_v128_store(y + i + 4, wasm_f32x4_add(wasm_v128_load(y + i + 4), wasm_f32x4_mul(va, f1)));
   }

@@ -15,7 +15,7 @@ export interface MatmulResult {
   status: number;
 }
 
-/** Runs W (I2_S bytes, rows x cols) . x (n rows of cols floats) through the pool. */
+/** Runs W (I2_S bytes as in a file, rows x cols) . x (n rows of cols floats) through the pool. */
 export async function runMatmul(
   variant: KernelVariant,
   threads: number,
@@ -33,6 +33,7 @@ export async function runMatmul(
     { name: "x", bytes: x.byteLength },
     { name: "y", bytes: 4 * n * rows },
     { name: "dots", bytes: 4 * n * rows },
+    { name: "tmp", bytes: cols },
   ];
   const plan = planMemory(shape, sizes, tensors, 0, km.heapBase, km.abi.ctxBytes, km.abi.layerBytes);
   const memory = new WebAssembly.Memory({ initial: plan.pages, maximum: plan.pages, shared: true });
@@ -40,6 +41,7 @@ export async function runMatmul(
   const c = new CtxWriter(memory, host.abi, plan.ctx);
   const at = (name: string) => plan.tensors.get(name)!.offset;
   new Uint8Array(memory.buffer, at("w"), w.length).set(w);
+  host.interleaveI2s(at("w"), rows, cols, at("tmp")); // the loader's regrouping of rows in fours
   new Float32Array(memory.buffer, at("x"), x.length).set(x);
   c.u32("config.dim", cols);
   c.u32("config.ffn_dim", cols);

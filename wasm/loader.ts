@@ -41,6 +41,7 @@ interface BnExports {
   bn_repack_tq2_0(src: number, dst: number, n: number, scale: number): number;
   bn_repack_tq1_0(src: number, dst: number, n: number, scale: number): number;
   bn_i2s_check(w: number, n: number): number;
+  bn_i2s_interleave(w: number, rows: number, cols: number, tmp: number): void;
   bn_quantize_q8_0_f16(src: number, dst: number, n: number): void;
   bn_quantize_q7_f16(src: number, dstW: number, dstS: number, n: number): void;
   bn_f16_check(src: number, n: number): number;
@@ -114,6 +115,14 @@ export class KernelHelpers {
   /** True when the I2_S codes at `w` (n elements) are all valid (no code 3). */
   i2sValid(w: number, n: number): boolean {
     return this.x.bn_i2s_check(w, n) === BN_STATUS.OK;
+  }
+
+  /**
+   * Regroups rows [0, rows & ~3) of the row-major I2_S codes at `w` in fours, the kernels' layout
+   * (kernels/bn_impl.h, bn_i2_row), through `tmp` (cols bytes).
+   */
+  interleaveI2s(w: number, rows: number, cols: number, tmp: number): void {
+    this.x.bn_i2s_interleave(w, rows, cols, tmp);
   }
 
   /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */

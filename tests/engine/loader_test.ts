@@ -1,9 +1,10 @@
 /**
  * loadModel(): the file layouts it accepts (bitnet-25's output.weight, bitnet's `.scale` tensors)
- * and the files it refuses, each with the tensor named.
+ * and the files it refuses, each with the tensor named; I2_S reads that regroup rows in fours.
  */
-import { deepStrictEqual as assertEquals, rejects } from "node:assert/strict";
-import { loadModel, resolveHeadMode } from "../../engine/loader.ts";
+import { deepStrictEqual as assertEquals, equal, rejects } from "node:assert/strict";
+import { i2sChunks, loadModel, resolveHeadMode } from "../../engine/loader.ts";
+import { compileKernel, WasmHost } from "../../wasm/loader.ts";
 import { openGguf } from "../../engine/gguf.ts";
 import { GGML_TYPE } from "../../engine/ggml_types.ts";
 import { ModelConfigError, modelConfigFromGguf } from "../../engine/model_config.ts";
@@ -128,5 +129,41 @@ Deno.test("head auto keeps a small F16 head exact and quantizes a 2B4T-sized one
     assertEquals(runtime.headType, "F16");
   } finally {
     await runtime.close();
+  }
+});
+
+Deno.test("I2_S reads start at groups of four rows, and regrouping them one by one equals regrouping the whole", async () => {
+  const km = await compileKernel("simd128");
+  const memory = new WebAssembly.Memory({ initial: 64, maximum: 64, shared: true });
+  const host = await WasmHost.create(km, memory, km.heapBase + 65536);
+  const base = 1 << 20, tmp = 2 << 20, whole = 3 << 20;
+  for (const [rows, cols, chunk] of [[23, 256, 512], [8, 128, 128], [6, 384, 1000], [9, 128, 100000]]) {
+    const nbytes = (rows * cols) / 4 + 32;
+    const chunks = i2sChunks(rows, cols, nbytes, chunk);
+    equal(chunks.reduce((s, c) => s + c.bytes, 0), nbytes, "the reads tile the tensor");
+    equal(chunks.reduce((s, c) => s + c.rows, 0), rows, "every row is in exactly one read");
+    let at = 0;
+    for (const c of chunks) {
+      equal(c.at, at);
+      equal(c.at % cols, 0, "a read starts at a group of four rows");
+      at += c.bytes;
+    }
+    const bytes = new Uint8Array(memory.buffer);
+    for (let i = 0; i < nbytes; i++) bytes[base + i] = bytes[whole + i] = (i * 2654435761) >>> 24;
+    for (const c of chunks) host.interleaveI2s(base + c.at, c.rows, cols, tmp);
+    host.interleaveI2s(whole, rows, cols, tmp);
+    assertEquals(
+      bytes.slice(base, base + nbytes),
+      bytes.slice(whole, whole + nbytes),
+      `${rows}x${cols} by ${chunk}`,
+    );
+    // and the layout is the kernels' (bn_i2_row): block k of row 4g+r at group g's (4k+r)*32
+    const src = (m: number, k: number) => (m * cols) / 4 + 32 * k;
+    for (let m = 0; m < rows; m++) {
+      for (let k = 0; k < cols / 128; k++) {
+        const to = m < (rows & ~3) ? (m >> 2) * cols + (4 * k + (m & 3)) * 32 : src(m, k);
+        equal(bytes[whole + to], (src(m, k) * 2654435761) >>> 24 & 0xff, `row ${m} block ${k}`);
+      }
+    }
   }
 });

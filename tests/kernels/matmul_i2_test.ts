@@ -6,6 +6,8 @@
 import { deepStrictEqual as assertEquals, equal } from "node:assert/strict";
 import { packI2S } from "../../engine/ternary_pack.ts";
 import { runMatmul } from "../_kernel_harness.ts";
+import { planMemory } from "../../engine/memory_plan.ts";
+import { compileKernel } from "../../wasm/loader.ts";
 import type { KernelVariant } from "../../wasm/loader.ts";
 
 function rng(seed: number) {
@@ -55,7 +57,18 @@ function problem(seed: number, rows: number, cols: number, n: number, scale = 4)
 
 const VARIANTS: KernelVariant[] = ["ref", "simd128", "relaxed"];
 
-for (const [rows, cols, n] of [[1, 128, 1], [3, 384, 1], [17, 640, 3], [130, 256, 33], [64, 1280, 2]]) {
+// rows in fours (the memory layout): whole groups, a tail of 1-3 rows, ranges cut inside a group
+const SHAPES = [
+  [1, 128, 1],
+  [3, 384, 1],
+  [17, 640, 3],
+  [130, 256, 33],
+  [64, 1280, 2],
+  [130, 384, 1],
+  [21, 1152, 1],
+];
+
+for (const [rows, cols, n] of SHAPES) {
   Deno.test(`dot_i2_i8 matches the reference exactly for ${rows}x${cols} with ${n} activation rows`, async () => {
     const { trits, x, beta } = problem(rows * 7 + cols + n, rows, cols, n);
     const want = reference(trits, beta, rows, cols, x);
@@ -89,5 +102,19 @@ Deno.test("dot_i2_i8 is exact at the largest codes and activations (all +1 trits
   for (const variant of VARIANTS) {
     const got = await runMatmul(variant, 1, packI2S(trits, 1), rows, cols, x);
     assertEquals(got.dots, want.dots, variant);
+  }
+});
+
+Deno.test("the memory plan aligns what the SIMD matmul's fast path needs (else it takes the scalar path)", async () => {
+  const km = await compileKernel("relaxed");
+  for (
+    const [dim, ffn, heapBase] of [[256, 768, km.heapBase], [2560, 6912, km.heapBase + 48], [128, 384, 1000]]
+  ) {
+    const shape = { dim, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: dim / 4, ffnDim: ffn, nVocab: 1000 };
+    const sizes = { nCtx: 64, nSlots: 2, maxBatch: 7, maxOut: 3, nThreads: 3 };
+    const tensors = [{ name: "odd", bytes: 13 }, { name: "w", bytes: (dim * ffn) / 4 + 32 }];
+    const plan = planMemory(shape, sizes, tensors, 0, heapBase, km.abi.ctxBytes, km.abi.layerBytes);
+    equal(plan.scratch.xq.offset % 128, 0, "activation rows at 128 bytes");
+    equal(plan.tensors.get("w")!.offset % 32, 0, "weight blocks at 32 bytes");
   }
 });
