@@ -188,11 +188,14 @@ typedef struct {
                     int32_t *dots, uint32_t ld_dots);
   float (*dot_f32)(const float *a, const float *b, uint32_t n);
   float (*dot_f32_f16)(const float *a, const uint16_t *b, uint32_t n);
+  /* dot_f32_f16(x, b) bit for bit, given as = x * 2^112 from bn_scale_2p112 */
+  float (*dot_f32_f16s)(const float *as, const uint16_t *b, uint32_t n);
   /* one Q8_0 row (dim/32 blocks of f16 d + 32 int8) against int8 blocks with f32 scales */
   float (*dot_q8_0_row)(const uint8_t *row, const int8_t *q, const float *qscale, uint32_t nblocks);
   void (*quantize_i8)(const float *x, uint32_t n, int8_t *q, float *scale, int32_t *sum);
   void (*rmsnorm)(float *y, const float *x, const float *w, uint32_t n, float eps);
-  void (*axpy_f16)(float *y, float a, const uint16_t *x, uint32_t n); /* y += a * x */
+  /* y += a * x (f16 x), given as = a * 2^112 with |a| < 2^16 (exact; no re-bias multiply) */
+  void (*axpy_f16s)(float *y, float as, const uint16_t *x, uint32_t n);
   void (*exp_sub)(float *x, uint32_t n, float m);                   /* x = exp(x - m) */
   float (*sum)(const float *x, uint32_t n);
   /* Q7 head rows [v0, v1) against n_out activation rows (int8 blocks of 32 with f32 scales and
@@ -204,6 +207,9 @@ typedef struct {
 } bn_ops;
 
 const bn_ops *bn_ops_select(uint32_t kernel);
+
+/* xs = x * 2^112 (exact) and 1, or 0 when some |x| >= 2^16 (the scaled value could overflow) */
+int32_t bn_scale_2p112(const float *x, uint32_t n, float *xs);
 
 /* the _ref twins, used directly by tests through BN_KERNEL_REF */
 extern const bn_ops bn_ops_ref;

@@ -12,6 +12,8 @@
  */
 #include "bn_impl.h"
 
+#define BN_HEAD_XS 4096 /* the F16 head's scaled activation row lives on the stack up to this dim */
+
 static inline float bn_f16_at(const uint8_t *p) { return bn_f16_to_f32((uint16_t)(p[0] | (p[1] << 8))); }
 
 void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float *out) {
@@ -162,6 +164,25 @@ void bn_head_rows(const bn_ctx *c, const bn_ops *ops, uint32_t v0, uint32_t v1) 
     /* chunks of 64 rows keep each row's bytes in L1 across the n_out activation rows */
     for (uint32_t v = v0; v < v1; v += 64)
       ops->head_q7(w, dw, dim, v, BN_MIN(v + 64, v1), s->hq, s->hscale, s->hsum, b->n_out, b->logits, nv);
+    return;
+  }
+  if (cfg->head_type == BN_TYPE_F16 && dim <= BN_HEAD_XS) {
+    /* rows in chunks of 64 (their bytes stay in cache across the n_out activation rows), each
+     * activation row times 2^112 for dot_f32_f16s: the same logits as dot_f32_f16, faster */
+    float xs[BN_HEAD_XS];
+    const uint16_t *w = (const uint16_t *)c->weights.output;
+    const uint32_t chunk = b->n_out == 1 ? v1 - v0 : 64;
+    for (uint32_t vc = v0; vc < v1; vc += chunk) {
+      const uint32_t ve = BN_MIN(vc + chunk, v1);
+      for (uint32_t j = 0; j < b->n_out; j++) {
+        const float *y = s->xb + (size_t)j * ld;
+        float *lj = b->logits + (size_t)j * nv;
+        if (bn_scale_2p112(y, dim, xs))
+          for (uint32_t v = vc; v < ve; v++) lj[v] = ops->dot_f32_f16s(xs, w + (size_t)v * dim, dim);
+        else
+          for (uint32_t v = vc; v < ve; v++) lj[v] = ops->dot_f32_f16(y, w + (size_t)v * dim, dim);
+      }
+    }
     return;
   }
   for (uint32_t v = v0; v < v1; v++) {

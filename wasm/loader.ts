@@ -45,6 +45,7 @@ interface BnExports {
   bn_quantize_q8_0_f16(src: number, dst: number, n: number): void;
   bn_quantize_q7_f16(src: number, dstW: number, dstS: number, n: number): void;
   bn_f16_check(src: number, n: number): number;
+  bn_dot_f32_f16_probe(kernel: number, a: number, b: number, n: number, prescaled: number): number;
 }
 
 const WASM_DIR = new URL("./", import.meta.url);
@@ -159,6 +160,11 @@ export class WasmHost extends KernelHelpers {
     x.__stack_pointer.value = stackTop - 16;
     if (x.bn_build_variant() !== (km.variant === "relaxed" ? 2 : 1)) throw new Error("kernel build mismatch");
     return new WasmHost(x, memory, stackTop - 16);
+  }
+
+  /** Test probe: the `kernel` variant's F32 x F16 dot of n values, or its pre-scaled form (a = x * 2^112). */
+  dotF32F16(kernel: number, a: number, b: number, n: number, prescaled: boolean): number {
+    return this.x.bn_dot_f32_f16_probe(kernel, a, b, n, prescaled ? 1 : 0);
   }
 
   /** `bn_ctx_check`: 0 when the written config can run. */
