@@ -107,16 +107,22 @@ static inline v128_t bn_q7_pairs(v128_t q, v128_t u) {
 #define BN_Q7_PAIRS(q, u) bn_q7_pairs((q), (u))
 #endif
 
+/* i16 lane pairs summed into i32 lanes by a dot with ones (pmaddwd): with the ones in a register
+ * (a splat of a run-time 1) rather than a constant V8 reloads at every use: +2% decode with the Q7
+ * head (2B4T, 1 thread, measured) */
+static volatile const int32_t bn_one = 1;
+
 /* lane sums of one block (as i32x4), the offset vector [64*sum(q), 0, 0, 0] removed */
-static inline v128_t bn_q7_block(const uint8_t *u, const int8_t *q, const int32_t *offset) {
+
+static inline v128_t bn_q7_block(const uint8_t *u, const int8_t *q, const int32_t *offset, v128_t ones) {
   const v128_t p0 = BN_Q7_PAIRS(wasm_v128_load(q), wasm_v128_load(u));
   const v128_t p1 = BN_Q7_PAIRS(wasm_v128_load(q + 16), wasm_v128_load(u + 16));
-  const v128_t s = wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(p0), wasm_i32x4_extadd_pairwise_i16x8(p1));
+  const v128_t s = wasm_i32x4_add(wasm_i32x4_dot_i16x8(p0, ones), wasm_i32x4_dot_i16x8(p1, ones));
   return wasm_i32x4_sub(s, wasm_v128_load(offset));
 }
 
 #define BN_Q7_STEP(acc, k, lane)                                                               \
-  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_block(r0 + 32 * (k), qj + 32 * (k), sj + 4 * (k))), \
+  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_block(r0 + 32 * (k), qj + 32 * (k), sj + 4 * (k), ones)), \
                                            wasm_i32x4_shuffle(sc, sc, lane, lane, lane, lane)))
 
 static inline float bn_fold4_v(v128_t a) {
@@ -127,6 +133,7 @@ static inline float bn_fold4_v(v128_t a) {
 void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                      const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv) {
   const uint32_t nb = dim / 32;
+  const v128_t ones = wasm_i16x8_splat((int16_t)bn_one);
   for (uint32_t j = 0; j < n_out; j++) {
     const int8_t *qj = q + (size_t)j * dim;
     const float *dqj = dq + (size_t)j * nb;
