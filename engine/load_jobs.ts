@@ -12,9 +12,10 @@ import type { Region } from "./memory_plan.ts";
 /** One unit of loading work. Offsets are absolute file offsets; dst/dstW/dstS are memory addresses. */
 export type LoadJob =
   /**
-   * Bytes read in place; `check` validates the first `checkBytes` of them (I2_S codes or F16
-   * values). For I2_S, `rows` rows of `cols` (the chunk starts at a group of four rows) are then
-   * regrouped in fours, the compute layout (kernels/bn_impl.h, bn_i2_row); rows 0 otherwise.
+   * Bytes read into place; `check` validates the first `checkBytes` of them (I2_S codes or F16
+   * values). I2_S chunks (starting at a group of four rows, holding `rows` rows of `cols`) are read
+   * into staging and placed with their rows regrouped in fours, the kernels' layout
+   * (kernels/bn_impl.h, bn_i2_row); other tensors are read straight into place (rows 0).
    */
   | {
     readonly kind: "read";
@@ -90,21 +91,22 @@ export function runLoadJobs(
   for (const job of jobs) {
     const fail = (detail: string) => ({ tensor: job.tensor, detail });
     if (job.kind === "read") {
-      if (!readInto(file, job.offset, memory, job.dst, job.bytes)) {
+      // I2_S lands in this worker's staging (still in cache) and is placed with its rows in fours
+      const staged = job.check === "i2s";
+      if (staged && job.bytes > stage.bytes) {
+        return fail(`needs ${job.bytes} bytes of staging, the plan has ${stage.bytes}`);
+      }
+      const at = staged ? stage.offset : job.dst;
+      if (!readInto(file, job.offset, memory, at, job.bytes)) {
         return fail(`is cut short by the end of the file`);
       }
-      if (job.check === "i2s" && !helpers.i2sValid(job.dst, 4 * job.checkBytes)) {
+      if (job.check === "i2s" && !helpers.i2sValid(at, 4 * job.checkBytes)) {
         return fail("holds the invalid 2-bit code 3 (corrupt I2_S data)");
       }
-      if (job.check === "f16" && !helpers.f16Finite(job.dst, job.checkBytes / 2)) {
+      if (job.check === "f16" && !helpers.f16Finite(at, job.checkBytes / 2)) {
         return fail("holds an infinite or NaN value");
       }
-      if (job.rows >= 4) {
-        if (job.cols > stage.bytes) {
-          return fail(`needs ${job.cols} bytes of staging, the plan has ${stage.bytes}`);
-        }
-        helpers.interleaveI2s(job.dst, job.rows, job.cols, stage.offset);
-      }
+      if (staged) helpers.placeI2s(at, job.dst, job.rows, job.cols, job.bytes);
       progress(job.bytes);
     } else if (job.kind === "repack") {
       if (Math.max(job.bytes, job.cols) > stage.bytes) {

@@ -86,6 +86,8 @@ export interface LoadedModel {
 }
 
 const READ_CHUNK = 32 << 20;
+/** I2_S reads go through staging small enough to stay in L2 until they are placed in fours. */
+const I2S_CHUNK = 512 << 10;
 
 /** A tensor's place in the load: where it is read from and what happens to it. */
 interface LoadItem {
@@ -234,8 +236,13 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
 function stagingBytes(it: LoadItem): number {
   const cols = it.src.dims[0];
   if (it.kind === "repack") return Math.max(it.src.nbytes, cols);
-  if (it.kind === "direct") return it.src.type === GGML_TYPE.I2_S ? cols : 0;
+  if (it.kind === "direct") return it.src.type === GGML_TYPE.I2_S ? i2sStep(cols) : 0;
   return READ_CHUNK;
+}
+
+/** Bytes of one I2_S read: whole groups of four rows (cols bytes each), about `chunk` in all. */
+function i2sStep(cols: number, chunk = I2S_CHUNK): number {
+  return Math.max(1, Math.floor(chunk / cols)) * cols;
 }
 
 /** A read of `bytes` at byte `at` of a tensor, holding `rows` I2_S rows to regroup (0: none). */
@@ -257,7 +264,7 @@ function plainChunks(nbytes: number, chunk: number): ReadChunk[] {
  * in fours as it lands; the last read also holds the 1-3 rows past the last group and the scale.
  */
 export function i2sChunks(rows: number, cols: number, nbytes: number, chunk: number): ReadChunk[] {
-  const step = Math.max(1, Math.floor(chunk / cols)) * cols;
+  const step = i2sStep(cols, chunk);
   const out: ReadChunk[] = [];
   for (let at = 0; at < nbytes; at += step) {
     const bytes = Math.min(step, nbytes - at);
@@ -281,9 +288,7 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
       const [cols, rows] = [src.dims[0], src.dims[1] ?? 1];
       const codeBytes = i2s ? (cols * rows) / 4 : src.nbytes;
       const check = i2s ? "i2s" : f16 ? "f16" : null;
-      const chunks = i2s
-        ? i2sChunks(rows, cols, src.nbytes, READ_CHUNK)
-        : plainChunks(src.nbytes, READ_CHUNK);
+      const chunks = i2s ? i2sChunks(rows, cols, src.nbytes, I2S_CHUNK) : plainChunks(src.nbytes, READ_CHUNK);
       for (const { at, bytes, rows } of chunks) {
         const checkBytes = Math.max(0, Math.min(bytes, codeBytes - at));
         jobs.push({

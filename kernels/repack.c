@@ -105,20 +105,33 @@ int32_t bn_i2s_check(const uint8_t *w, uint32_t n) {
   return any ? BN_STATUS_BAD_CONFIG : BN_STATUS_OK;
 }
 
-/* rows [0, rows & ~3) of a row-major I2_S matrix (or a chunk of one starting at a group of four)
- * into the rows-in-fours layout of bn_i2_row, in place through tmp (cols bytes, not overlapping) */
+/* nbytes of a row-major I2_S matrix (or a chunk of one starting at a group of four rows: `rows`
+ * rows, then for the last chunk the 1-3 rows past the last group and the scale) from src to dst,
+ * the rows [0, rows & ~3) regrouped in fours (bn_i2_row), the rest copied as is; no overlap */
+void bn_i2s_place(const uint8_t *src, uint8_t *dst, uint32_t rows, uint32_t cols, uint32_t nbytes) {
+  const uint32_t rb = cols / 4, nb = cols / 128, groups = rows / 4;
+  for (uint32_t g = 0; g < groups; g++) {
+    const uint8_t *from = src + (size_t)g * cols;
+    uint8_t *to = dst + (size_t)g * cols;
+    for (uint32_t k = 0; k < nb; k++)
+      for (uint32_t r = 0; r < 4; r++) {
+        const uint8_t *f = from + r * rb + 32 * k;
+        uint8_t *t = to + (4 * k + r) * 32;
+        wasm_v128_store(t, wasm_v128_load(f));
+        wasm_v128_store(t + 16, wasm_v128_load(f + 16));
+      }
+  }
+  uint32_t i = groups * cols;
+  for (; i + 16 <= nbytes; i += 16) wasm_v128_store(dst + i, wasm_v128_load(src + i));
+  for (; i < nbytes; i++) dst[i] = src[i];
+}
+
+/* the same in place, through tmp (cols bytes, not overlapping) */
 void bn_i2s_interleave(uint8_t *w, uint32_t rows, uint32_t cols, uint8_t *tmp) {
-  const uint32_t rb = cols / 4, nb = cols / 128;
   for (uint32_t g = 0; g < rows / 4; g++) {
     uint8_t *grp = w + (size_t)g * cols;
     for (uint32_t i = 0; i < cols; i += 16) wasm_v128_store(tmp + i, wasm_v128_load(grp + i));
-    for (uint32_t k = 0; k < nb; k++)
-      for (uint32_t r = 0; r < 4; r++) {
-        const uint8_t *from = tmp + r * rb + 32 * k;
-        uint8_t *to = grp + (4 * k + r) * 32;
-        wasm_v128_store(to, wasm_v128_load(from));
-        wasm_v128_store(to + 16, wasm_v128_load(from + 16));
-      }
+    bn_i2s_place(tmp, grp, 4, cols, cols);
   }
 }
 

@@ -42,6 +42,7 @@ interface BnExports {
   bn_repack_tq1_0(src: number, dst: number, n: number, scale: number): number;
   bn_i2s_check(w: number, n: number): number;
   bn_i2s_interleave(w: number, rows: number, cols: number, tmp: number): void;
+  bn_i2s_place(src: number, dst: number, rows: number, cols: number, nbytes: number): void;
   bn_quantize_q8_0_f16(src: number, dst: number, n: number): void;
   bn_quantize_q7_f16(src: number, dstW: number, dstS: number, n: number): void;
   bn_f16_check(src: number, n: number): number;
@@ -124,6 +125,14 @@ export class KernelHelpers {
    */
   interleaveI2s(w: number, rows: number, cols: number, tmp: number): void {
     this.x.bn_i2s_interleave(w, rows, cols, tmp);
+  }
+
+  /**
+   * Copies `nbytes` of row-major I2_S data (starting at a group of four rows) from `src` to `dst`
+   * with rows [0, rows & ~3) regrouped in fours and the rest as is.
+   */
+  placeI2s(src: number, dst: number, rows: number, cols: number, nbytes: number): void {
+    this.x.bn_i2s_place(src, dst, rows, cols, nbytes);
   }
 
   /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */
