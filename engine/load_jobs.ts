@@ -1,8 +1,9 @@
 /**
  * Model loading as jobs that the kernel workers run in parallel before they start computing:
- * positioned reads straight into each tensor's final place (checked as they land), TQ repacks and
- * head quantization through each worker's own staging buffer. Splitting the reads across workers
- * also splits the page faults of first-touching the memory, which dominate a cold start.
+ * positioned reads straight into each tensor's final place (checked as they land); I2_S placement
+ * in fours, TQ repacks and head quantization through each worker's own staging buffer. Splitting the
+ * reads across workers also splits the page faults of first-touching the memory, which dominate a
+ * cold start.
  *
  * @module
  */

@@ -3,8 +3,10 @@
  *
  * The memory plan is computed from the header before anything is read; then the kernel workers
  * read the file in parallel (engine/load_jobs.ts) before they start computing. Tensors already in a
- * compute layout (I2_S, F32 norms, the F16/F32/Q8_0 embedding) are read with positioned reads
- * straight into their final, aligned place: no intermediate buffer, no second copy. TQ2_0/TQ1_0
+ * compute layout (F32 norms, the F16/F32/Q8_0 embedding) are read with positioned reads straight into
+ * their final, aligned place: no intermediate buffer, no second copy. I2_S tensors are read in
+ * 512 KiB pieces into each worker's staging buffer and placed from cache with their rows regrouped
+ * in fours (the kernels' layout: one sequential run per four rows; kernels/bn_impl.h). TQ2_0/TQ1_0
  * tensors go through a staging buffer and are repacked exactly to I2_S (lossy cases are refused).
  * An F16 LM head (with the embedding, when tied) can be quantized at load: `head: "q8_0"` (ggml's
  * Q8_0 blocks) or `head: "q7"` (this engine's fast layout, kernels/head.c); its accuracy cost is
