@@ -40,7 +40,10 @@ export type LoadJob =
     readonly cols: number;
     readonly dst: number;
   }
-  /** F16 rows [row0, row0+rows) of a [rows][dim] matrix quantized to Q8_0 (dst) or Q7 (dstW, dstS). */
+  /**
+   * F16 rows [row0, row0+rows) of a [totalRows][dim] matrix quantized to Q8_0 (dstW) or Q7 (dstW:
+   * the matrix's bytes, rows in fours; dstS: its scales).
+   */
   | {
     readonly kind: "quant";
     readonly tensor: string;
@@ -49,6 +52,7 @@ export type LoadJob =
     readonly dim: number;
     readonly row0: number;
     readonly rows: number;
+    readonly totalRows: number;
     readonly dstW: number;
     readonly dstS: number;
   };
@@ -134,12 +138,9 @@ export function runLoadJobs(
         if (!helpers.f16Finite(stage.offset, nr * job.dim)) return fail("holds an infinite or NaN value");
         if (job.to === "q8_0") {
           helpers.quantizeQ8_0(stage.offset, job.dstW + row * (job.dim / 32) * 34, nr * job.dim);
-        } else {helpers.quantizeQ7(
-            stage.offset,
-            job.dstW + row * job.dim,
-            job.dstS + row * (job.dim / 32) * 4,
-            nr * job.dim,
-          );}
+        } else {
+          helpers.quantizeQ7(stage.offset, job.dstW, job.dstS, row, nr, job.dim, job.totalRows);
+        }
         progress(nr * rowBytes);
       }
     }

@@ -328,6 +328,7 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
           dim,
           row0,
           rows: Math.min(per, rows - row0),
+          totalRows: rows,
           dstW: dst,
           dstS: dst + rows * dim,
         });

@@ -155,7 +155,9 @@ BN_EXPORT(bn_i2s_check) int32_t bn_i2s_check(const uint8_t *w, uint32_t n);
 BN_EXPORT(bn_i2s_interleave) void bn_i2s_interleave(uint8_t *w, uint32_t rows, uint32_t cols, uint8_t *tmp);
 BN_EXPORT(bn_i2s_place) void bn_i2s_place(const uint8_t *src, uint8_t *dst, uint32_t rows, uint32_t cols, uint32_t nbytes);
 BN_EXPORT(bn_quantize_q8_0_f16) void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n);
-BN_EXPORT(bn_quantize_q7_f16) void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t n);
+BN_EXPORT(bn_quantize_q7_f16)
+void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t row0, uint32_t rows, uint32_t dim,
+                        uint32_t nv);
 /* test probe: ops(kernel)->dot_f32_f16(a, b, n), or ->dot_f32_f16s when prescaled */
 BN_EXPORT(bn_dot_f32_f16_probe)
 float bn_dot_f32_f16_probe(uint32_t kernel, const float *a, const uint16_t *b, uint32_t n, int32_t prescaled);

@@ -32,9 +32,10 @@ void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float 
       for (uint32_t i = 0; i < 32; i++) out[32 * k + i] = (float)q[i] * d;
     }
   } else {
-    const uint8_t *row = (const uint8_t *)embd + (size_t)token * dim;
+    uint32_t stride;
+    const uint8_t *row = (const uint8_t *)embd + bn_q7_row_offset(cfg->n_vocab, dim, token, &stride);
     const float *scales = (const float *)((const uint8_t *)embd + (size_t)cfg->n_vocab * dim) + (size_t)token * (dim / 32);
-    for (uint32_t i = 0; i < dim; i++) out[i] = (float)((int32_t)row[i] - 64) * scales[i / 32];
+    for (uint32_t i = 0; i < dim; i++) out[i] = (float)((int32_t)row[(i / 32) * stride + i % 32] - 64) * scales[i / 32];
   }
 }
 
@@ -76,13 +77,14 @@ void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0
                     const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv) {
   const uint32_t nb = dim / 32;
   for (uint32_t v = v0; v < v1; v++) {
-    const uint8_t *row = w + (size_t)v * dim;
+    uint32_t stride;
+    const uint8_t *row = w + bn_q7_row_offset(nv, dim, v, &stride);
     for (uint32_t j = 0; j < n_out; j++) {
       const int8_t *qj = q + (size_t)j * dim;
       float acc[4] = { 0, 0, 0, 0 };
       for (uint32_t k = 0; k < nb; k++) {
         int32_t lane[4] = { 0, 0, 0, 0 };
-        for (uint32_t i = 0; i < 32; i++) lane[(i % 16) / 4] += (int32_t)row[32 * k + i] * qj[32 * k + i];
+        for (uint32_t i = 0; i < 32; i++) lane[(i % 16) / 4] += (int32_t)row[stride * k + i] * qj[32 * k + i];
         lane[0] -= qsum[((size_t)j * nb + k) * 4];
         const float sc = dw[(size_t)v * nb + k] * dq[(size_t)j * nb + k];
         for (int l = 0; l < 4; l++) acc[l] = acc[l] + (float)lane[l] * sc;
@@ -121,8 +123,9 @@ static inline v128_t bn_q7_block(const uint8_t *u, const int8_t *q, const int32_
   return wasm_i32x4_sub(s, wasm_v128_load(offset));
 }
 
-#define BN_Q7_STEP(acc, k, lane)                                                               \
-  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_block(r0 + 32 * (k), qj + 32 * (k), sj + 4 * (k), ones)), \
+/* one row (first block at r0, block stride st): per block, (lane sums) * (dw * dq) into the lanes */
+#define BN_Q7_STEP(acc, k, lane)                                                                            \
+  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_block(r0 + st * (k), qj + 32 * (k), sj + 4 * (k), ones)), \
                                            wasm_i32x4_shuffle(sc, sc, lane, lane, lane, lane)))
 
 static inline float bn_fold4_v(v128_t a) {
@@ -130,32 +133,72 @@ static inline float bn_fold4_v(v128_t a) {
          (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
 }
 
+static float bn_q7_row_simd(const uint8_t *r0, uint32_t st, const float *dwv, uint32_t nb, const int8_t *qj,
+                            const float *dqj, const int32_t *sj, v128_t ones) {
+  v128_t a = wasm_f32x4_splat(0);
+  uint32_t k = 0;
+  for (; k + 4 <= nb; k += 4) { /* four block scales dw*dq at once */
+    const v128_t sc = wasm_f32x4_mul(wasm_v128_load(dwv + k), wasm_v128_load(dqj + k));
+    BN_Q7_STEP(a, k, 0);
+    BN_Q7_STEP(a, k + 1, 1);
+    BN_Q7_STEP(a, k + 2, 2);
+    BN_Q7_STEP(a, k + 3, 3);
+  }
+  for (; k < nb; k++) {
+    const v128_t sc = wasm_f32x4_splat(dwv[k] * dqj[k]);
+    BN_Q7_STEP(a, k, 0);
+  }
+  return bn_fold4_v(a);
+}
+
+/* row r of a group of four (g: its first byte): the same sums as bn_q7_row_simd, the activation
+ * block and its offset loaded once for the four rows */
+#define BN_Q7_G(r, acc)                                                                                        \
+  do {                                                                                                         \
+    const v128_t p0_ = BN_Q7_PAIRS(x0, wasm_v128_load(gb + 32 * (r)));                                        \
+    const v128_t p1_ = BN_Q7_PAIRS(x1, wasm_v128_load(gb + 32 * (r) + 16));                                   \
+    const v128_t s_ = wasm_i32x4_sub(wasm_i32x4_add(wasm_i32x4_dot_i16x8(p0_, ones), wasm_i32x4_dot_i16x8(p1_, ones)), off); \
+    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s_), wasm_f32x4_splat(dw##r[k] * dqj[k])));   \
+  } while (0)
+
+static void bn_q7_group_simd(const uint8_t *g, const float *dw0, uint32_t nb, const int8_t *qj, const float *dqj,
+                             const int32_t *sj, v128_t ones, float *out) {
+  const float *dw1 = dw0 + nb, *dw2 = dw1 + nb, *dw3 = dw2 + nb;
+  v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
+  for (uint32_t k = 0; k < nb; k++) {
+    const uint8_t *gb = g + 128 * k;
+    const v128_t x0 = wasm_v128_load(qj + 32 * k), x1 = wasm_v128_load(qj + 32 * k + 16);
+    const v128_t off = wasm_v128_load(sj + 4 * k);
+    BN_Q7_G(0, a0);
+    BN_Q7_G(1, a1);
+    BN_Q7_G(2, a2);
+    BN_Q7_G(3, a3);
+  }
+  out[0] = bn_fold4_v(a0);
+  out[1] = bn_fold4_v(a1);
+  out[2] = bn_fold4_v(a2);
+  out[3] = bn_fold4_v(a3);
+}
+
 void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                      const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv) {
-  const uint32_t nb = dim / 32;
+  const uint32_t nb = dim / 32, nv4 = nv & ~3u;
   const v128_t ones = wasm_i16x8_splat((int16_t)bn_one);
   for (uint32_t j = 0; j < n_out; j++) {
     const int8_t *qj = q + (size_t)j * dim;
     const float *dqj = dq + (size_t)j * nb;
     const int32_t *sj = qsum + (size_t)j * nb * 4;
-    /* one row at a time: a single sequential stream keeps the prefetcher ahead (see matmul_i2.c) */
-    for (uint32_t v = v0; v < v1; v++) {
-      const uint8_t *r0 = w + (size_t)v * dim;
-      const float *dwv = dw + (size_t)v * nb;
-      v128_t a = wasm_f32x4_splat(0);
-      uint32_t k = 0;
-      for (; k + 4 <= nb; k += 4) { /* four block scales dw*dq at once */
-        const v128_t sc = wasm_f32x4_mul(wasm_v128_load(dwv + k), wasm_v128_load(dqj + k));
-        BN_Q7_STEP(a, k, 0);
-        BN_Q7_STEP(a, k + 1, 1);
-        BN_Q7_STEP(a, k + 2, 2);
-        BN_Q7_STEP(a, k + 3, 3);
+    float *lj = logits + (size_t)j * nv;
+    for (uint32_t v = v0; v < v1;) {
+      if ((v & 3) == 0 && v + 4 <= BN_MIN(v1, nv4)) {
+        bn_q7_group_simd(w + (size_t)v * dim, dw + (size_t)v * nb, nb, qj, dqj, sj, ones, lj + v);
+        v += 4;
+        continue;
       }
-      for (; k < nb; k++) {
-        const v128_t sc = wasm_f32x4_splat(dwv[k] * dqj[k]);
-        BN_Q7_STEP(a, k, 0);
-      }
-      logits[(size_t)j * nv + v] = bn_fold4_v(a);
+      uint32_t st;
+      const uint8_t *r0 = w + bn_q7_row_offset(nv, dim, v, &st);
+      lj[v] = bn_q7_row_simd(r0, st, dw + (size_t)v * nb, nb, qj, dqj, sj, ones);
+      v++;
     }
   }
 }

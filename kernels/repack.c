@@ -156,14 +156,21 @@ void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n) {
   }
 }
 
-void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t n) {
+/* rows [row0, row0 + rows) of an F16 [nv][dim] matrix (src: those rows) into the Q7 layout at dst_w
+ * (rows in fours, bn_q7_row_offset) and dst_s ([nv][dim/32] scales) */
+void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t row0, uint32_t rows, uint32_t dim,
+                        uint32_t nv) {
   /* SIMD in both builds (load time, not a variant): per 32 values d = absmax/63, u = rint(v/d) + 64 */
   const bn_f16k_t f16k = bn_f16k();
-  for (uint32_t k = 0; k < n / 32; k++) {
-    v128_t v[8];
-    for (int h = 0; h < 4; h++) bn_f16x8_to_f32x4x2(wasm_v128_load(src + 32 * k + 8 * h), &f16k, &v[2 * h], &v[2 * h + 1]);
-    v128_t m = wasm_f32x4_abs(v[0]);
-    for (int i = 1; i < 8; i++) m = wasm_f32x4_pmax(m, wasm_f32x4_abs(v[i]));
+  const uint32_t nb = dim / 32;
+  for (uint32_t b = 0; b < rows * nb; b++) {
+    const uint32_t v = row0 + b / nb, k = b % nb;
+    uint32_t stride;
+    uint8_t *out = dst_w + bn_q7_row_offset(nv, dim, v, &stride) + (size_t)stride * k;
+    v128_t x[8];
+    for (int h = 0; h < 4; h++) bn_f16x8_to_f32x4x2(wasm_v128_load(src + 32 * b + 8 * h), &f16k, &x[2 * h], &x[2 * h + 1]);
+    v128_t m = wasm_f32x4_abs(x[0]);
+    for (int i = 1; i < 8; i++) m = wasm_f32x4_pmax(m, wasm_f32x4_abs(x[i]));
     m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
     m = wasm_f32x4_pmax(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
     const float amax = wasm_f32x4_extract_lane(m, 0);
@@ -171,14 +178,14 @@ void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint3
     const v128_t vid = wasm_f32x4_splat(id), lo = wasm_i32x4_splat(-63), hi = wasm_i32x4_splat(63);
     v128_t q[8];
     for (int i = 0; i < 8; i++) {
-      const v128_t r = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(wasm_f32x4_mul(v[i], vid)));
+      const v128_t r = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_nearest(wasm_f32x4_mul(x[i], vid)));
       q[i] = wasm_i32x4_add(wasm_i32x4_min(wasm_i32x4_max(r, lo), hi), wasm_i32x4_splat(64));
     }
-    const v128_t a = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[0], q[1]), wasm_i16x8_narrow_i32x4(q[2], q[3]));
-    const v128_t b = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[4], q[5]), wasm_i16x8_narrow_i32x4(q[6], q[7]));
-    wasm_v128_store(dst_w + 32 * k, a);
-    wasm_v128_store(dst_w + 32 * k + 16, b);
-    dst_s[k] = d;
+    const v128_t u0 = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[0], q[1]), wasm_i16x8_narrow_i32x4(q[2], q[3]));
+    const v128_t u1 = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[4], q[5]), wasm_i16x8_narrow_i32x4(q[6], q[7]));
+    wasm_v128_store(out, u0);
+    wasm_v128_store(out + 16, u1);
+    dst_s[(size_t)v * nb + k] = d;
   }
 }
 

@@ -44,7 +44,15 @@ interface BnExports {
   bn_i2s_interleave(w: number, rows: number, cols: number, tmp: number): void;
   bn_i2s_place(src: number, dst: number, rows: number, cols: number, nbytes: number): void;
   bn_quantize_q8_0_f16(src: number, dst: number, n: number): void;
-  bn_quantize_q7_f16(src: number, dstW: number, dstS: number, n: number): void;
+  bn_quantize_q7_f16(
+    src: number,
+    dstW: number,
+    dstS: number,
+    row0: number,
+    rows: number,
+    dim: number,
+    nv: number,
+  ): void;
   bn_f16_check(src: number, n: number): number;
   bn_dot_f32_f16_probe(kernel: number, a: number, b: number, n: number, prescaled: number): number;
 }
@@ -140,9 +148,21 @@ export class KernelHelpers {
     this.x.bn_quantize_q8_0_f16(src, dst, n);
   }
 
-  /** Quantizes n F16 values at `src` to the Q7 head layout: bytes at `dstW`, f32 block scales at `dstS`. */
-  quantizeQ7(src: number, dstW: number, dstS: number, n: number): void {
-    this.x.bn_quantize_q7_f16(src, dstW, dstS, n);
+  /**
+   * Quantizes F16 rows [row0, row0 + rows) of a [nv][dim] matrix (at `src`: those rows) into the Q7
+   * head layout of the whole matrix: bytes from `dstW` (rows in fours, kernels/bn_impl.h), f32
+   * block scales from `dstS`.
+   */
+  quantizeQ7(
+    src: number,
+    dstW: number,
+    dstS: number,
+    row0: number,
+    rows: number,
+    dim: number,
+    nv: number,
+  ): void {
+    this.x.bn_quantize_q7_f16(src, dstW, dstS, row0, rows, dim, nv);
   }
 
   /** True when the n F16 values at `src` are all finite. */
