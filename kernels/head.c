@@ -116,11 +116,14 @@ static volatile const int32_t bn_one = 1;
 
 /* lane sums of one block (as i32x4), the offset vector [64*sum(q), 0, 0, 0] removed */
 
+static inline v128_t bn_q7_sums(v128_t x0, v128_t x1, const uint8_t *u, v128_t offset, v128_t ones) {
+  const v128_t p0 = BN_Q7_PAIRS(x0, wasm_v128_load(u));
+  const v128_t p1 = BN_Q7_PAIRS(x1, wasm_v128_load(u + 16));
+  return wasm_i32x4_sub(wasm_i32x4_add(wasm_i32x4_dot_i16x8(p0, ones), wasm_i32x4_dot_i16x8(p1, ones)), offset);
+}
+
 static inline v128_t bn_q7_block(const uint8_t *u, const int8_t *q, const int32_t *offset, v128_t ones) {
-  const v128_t p0 = BN_Q7_PAIRS(wasm_v128_load(q), wasm_v128_load(u));
-  const v128_t p1 = BN_Q7_PAIRS(wasm_v128_load(q + 16), wasm_v128_load(u + 16));
-  const v128_t s = wasm_i32x4_add(wasm_i32x4_dot_i16x8(p0, ones), wasm_i32x4_dot_i16x8(p1, ones));
-  return wasm_i32x4_sub(s, wasm_v128_load(offset));
+  return bn_q7_sums(wasm_v128_load(q), wasm_v128_load(q + 16), u, wasm_v128_load(offset), ones);
 }
 
 /* one row (first block at r0, block stride st): per block, (lane sums) * (dw * dq) into the lanes */
@@ -153,13 +156,9 @@ static float bn_q7_row_simd(const uint8_t *r0, uint32_t st, const float *dwv, ui
 
 /* row r of a group of four (g: its first byte): the same sums as bn_q7_row_simd, the activation
  * block and its offset loaded once for the four rows */
-#define BN_Q7_G(r, acc)                                                                                        \
-  do {                                                                                                         \
-    const v128_t p0_ = BN_Q7_PAIRS(x0, wasm_v128_load(gb + 32 * (r)));                                        \
-    const v128_t p1_ = BN_Q7_PAIRS(x1, wasm_v128_load(gb + 32 * (r) + 16));                                   \
-    const v128_t s_ = wasm_i32x4_sub(wasm_i32x4_add(wasm_i32x4_dot_i16x8(p0_, ones), wasm_i32x4_dot_i16x8(p1_, ones)), off); \
-    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s_), wasm_f32x4_splat(dw##r[k] * dqj[k])));   \
-  } while (0)
+#define BN_Q7_G(r, acc)                                                                                 \
+  acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_sums(x0, x1, gb + 32 * (r), off, ones)), \
+                                           wasm_f32x4_splat(dw##r[k] * dqj[k])))
 
 static void bn_q7_group_simd(const uint8_t *g, const float *dw0, uint32_t nb, const int8_t *qj, const float *dqj,
                              const int32_t *sj, v128_t ones, float *out) {
