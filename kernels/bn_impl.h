@@ -63,12 +63,25 @@ static inline bn_f16k_t bn_f16k(void) {
   return k;
 }
 
-static inline void bn_f16x8_to_f32x4x2(v128_t h, const bn_f16k_t *k, v128_t *lo, v128_t *hi) {
+/* the first three ops alone: each finite f16 w as the f32 w * 2^-112, exactly (subnormal f16 become
+ * subnormal f32); callers that fold 2^112 into the other operand skip the multiply */
+static inline void bn_f16x8_shifted(v128_t h, v128_t mask, v128_t *lo, v128_t *hi) {
   const v128_t z = wasm_i32x4_splat(0);
   const v128_t a = wasm_i8x16_shuffle(z, h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
   const v128_t b = wasm_i8x16_shuffle(z, h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-  *lo = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(a, 3), k->mask), k->mul);
-  *hi = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(b, 3), k->mask), k->mul);
+  *lo = wasm_v128_and(wasm_i32x4_shr(a, 3), mask);
+  *hi = wasm_v128_and(wasm_i32x4_shr(b, 3), mask);
+}
+
+static inline void bn_f16x8_to_f32x4x2(v128_t h, const bn_f16k_t *k, v128_t *lo, v128_t *hi) {
+  bn_f16x8_shifted(h, k->mask, lo, hi);
+  *lo = wasm_f32x4_mul(*lo, k->mul);
+  *hi = wasm_f32x4_mul(*hi, k->mul);
+}
+
+/* scalar twin of bn_f16x8_shifted */
+static inline float bn_f16_shifted(uint16_t h) {
+  return bn_bits_f32(((uint32_t)(h & 0x8000) << 16) | ((uint32_t)(h & 0x7fff) << 13));
 }
 
 static inline uint16_t bn_f32_to_f16(float f) {

@@ -26,10 +26,7 @@ static float bn_dot_f32_f16_ref(const float *a, const uint16_t *b, uint32_t n) {
  * exactly, so the products are x*b's own and the sum is dot_f32_f16's, bit for bit */
 static float bn_dot_f32_f16s_ref(const float *as, const uint16_t *b, uint32_t n) {
   float s[16] = { 0 };
-  for (uint32_t i = 0; i < n; i++) {
-    const float w = bn_bits_f32(((uint32_t)(b[i] & 0x8000) << 16) | ((uint32_t)(b[i] & 0x7fff) << 13));
-    s[i & 15] = s[i & 15] + as[i] * w;
-  }
+  for (uint32_t i = 0; i < n; i++) s[i & 15] = s[i & 15] + as[i] * bn_f16_shifted(b[i]);
   return bn_fold16(s);
 }
 
@@ -75,8 +72,7 @@ static void bn_rmsnorm_ref(float *y, const float *x, const float *w, uint32_t n,
 /* y += a * x for f16 x, given as = a * 2^112: x's bits shifted into place are x * 2^-112 exactly,
  * so each product is a*x's own (no re-bias multiply) */
 static void bn_axpy_f16s_ref(float *y, float as, const uint16_t *x, uint32_t n) {
-  for (uint32_t i = 0; i < n; i++)
-    y[i] = y[i] + as * bn_bits_f32(((uint32_t)(x[i] & 0x8000) << 16) | ((uint32_t)(x[i] & 0x7fff) << 13));
+  for (uint32_t i = 0; i < n; i++) y[i] = y[i] + as * bn_f16_shifted(x[i]);
 }
 
 static void bn_exp_sub_ref(float *x, uint32_t n, float m) {
@@ -144,18 +140,16 @@ static float bn_dot_f32_f16_simd(const float *a, const uint16_t *b, uint32_t n) 
 /* the same with a = x * 2^112: the conversion's x 2^112 is folded into a (3 ops per 4 weights, not 4:
  * 12% faster F16 head, measured) */
 static float bn_dot_f32_f16s_simd(const float *as, const uint16_t *b, uint32_t n) {
-  const v128_t mask = wasm_i32x4_splat(bn_f16k_bits[0]), z = wasm_i32x4_splat(0);
+  const v128_t mask = wasm_i32x4_splat(bn_f16k_bits[0]);
   v128_t s0 = wasm_f32x4_splat(0), s1 = s0, s2 = s0, s3 = s0;
   for (uint32_t i = 0; i < n; i += 16) {
-    const v128_t h0 = wasm_v128_load(b + i), h1 = wasm_v128_load(b + i + 8);
-    const v128_t f0 = wasm_i8x16_shuffle(z, h0, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-    const v128_t f1 = wasm_i8x16_shuffle(z, h0, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-    const v128_t f2 = wasm_i8x16_shuffle(z, h1, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-    const v128_t f3 = wasm_i8x16_shuffle(z, h1, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-    s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(as + i), wasm_v128_and(wasm_i32x4_shr(f0, 3), mask)));
-    s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(as + i + 4), wasm_v128_and(wasm_i32x4_shr(f1, 3), mask)));
-    s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(wasm_v128_load(as + i + 8), wasm_v128_and(wasm_i32x4_shr(f2, 3), mask)));
-    s3 = wasm_f32x4_add(s3, wasm_f32x4_mul(wasm_v128_load(as + i + 12), wasm_v128_and(wasm_i32x4_shr(f3, 3), mask)));
+    v128_t f0, f1, f2, f3;
+    bn_f16x8_shifted(wasm_v128_load(b + i), mask, &f0, &f1);
+    bn_f16x8_shifted(wasm_v128_load(b + i + 8), mask, &f2, &f3);
+    s0 = wasm_f32x4_add(s0, wasm_f32x4_mul(wasm_v128_load(as + i), f0));
+    s1 = wasm_f32x4_add(s1, wasm_f32x4_mul(wasm_v128_load(as + i + 4), f1));
+    s2 = wasm_f32x4_add(s2, wasm_f32x4_mul(wasm_v128_load(as + i + 8), f2));
+    s3 = wasm_f32x4_add(s3, wasm_f32x4_mul(wasm_v128_load(as + i + 12), f3));
   }
   return bn_fold16_v(s0, s1, s2, s3);
 }
@@ -209,18 +203,15 @@ static void bn_rmsnorm_simd(float *y, const float *x, const float *w, uint32_t n
 }
 
 static void bn_axpy_f16s_simd(float *y, float as, const uint16_t *x, uint32_t n) {
-  const v128_t va = wasm_f32x4_splat(as), mask = wasm_i32x4_splat(bn_f16k_bits[0]), z = wasm_i32x4_splat(0);
+  const v128_t va = wasm_f32x4_splat(as), mask = wasm_i32x4_splat(bn_f16k_bits[0]);
   uint32_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const v128_t h = wasm_v128_load(x + i);
-    const v128_t f0 = wasm_i8x16_shuffle(z, h, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23);
-    const v128_t f1 = wasm_i8x16_shuffle(z, h, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31);
-    wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(va, wasm_v128_and(wasm_i32x4_shr(f0, 3), mask))));
-    wasm_v128_store(y + i + 4,
-                    wasm_f32x4_add(wasm_v128_load(y + i + 4), wasm_f32x4_mul(va, wasm_v128_and(wasm_i32x4_shr(f1, 3), mask))));
+    v128_t f0, f1;
+    bn_f16x8_shifted(wasm_v128_load(x + i), mask, &f0, &f1);
+    wasm_v128_store(y + i, wasm_f32x4_add(wasm_v128_load(y + i), wasm_f32x4_mul(va, f0)));
+    wasm_v128_store(y + i + 4, wasm_f32x4_add(wasm_v128_load(y + i + 4), wasm_f32x4_mul(va, f1)));
   }
-  for (; i < n; i++)
-    y[i] = y[i] + as * bn_bits_f32(((uint32_t)(x[i] & 0x8000) << 16) | ((uint32_t)(x[i] & 0x7fff) << 13));
+  for (; i < n; i++) y[i] = y[i] + as * bn_f16_shifted(x[i]);
 }
 
 static void bn_exp_sub_simd(float *x, uint32_t n, float m) {
