@@ -234,7 +234,7 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
   return items;
 }
 
-/** A worker's staging bytes for one item: TQ sources, a group of four I2_S rows, F16 chunks. */
+/** A worker's staging bytes for one item: a TQ source, one I2_S read (i2sStep), an F16 chunk. */
 function stagingBytes(it: LoadItem): number {
   const cols = it.src.dims[0];
   if (it.kind === "repack") return Math.max(it.src.nbytes, cols);

@@ -38,6 +38,6 @@ void bn_attention_token(const bn_ctx *c, const bn_ops *ops, uint32_t layer, uint
   float *out = s->att + (size_t)t * cfg->dim + h * hd;
   for (uint32_t i = 0; i < hd; i++) out[i] = 0.0f;
   /* weights p * inv are in [0, 1], so times 2^112 exactly: axpy_f16s then needs no re-bias multiply */
-  const float k112 = bn_bits_f32(0x77800000u);
+  const float k112 = bn_2p112();
   for (uint32_t p = 0; p <= pos; p++) ops->axpy_f16s(out, (scores[p] * inv) * k112, vc + (size_t)p * hd, hd);
 }

@@ -79,6 +79,9 @@ static inline void bn_f16x8_to_f32x4x2(v128_t h, const bn_f16k_t *k, v128_t *lo,
   *hi = wasm_f32x4_mul(*hi, k->mul);
 }
 
+/* 2^112: what an activation is multiplied by (exactly) before a dot with shifted f16 weights */
+static inline float bn_2p112(void) { return bn_bits_f32(0x77800000u); }
+
 /* scalar twin of bn_f16x8_shifted */
 static inline float bn_f16_shifted(uint16_t h) {
   return bn_bits_f32(((uint32_t)(h & 0x8000) << 16) | ((uint32_t)(h & 0x7fff) << 13));

@@ -7,7 +7,8 @@
  * {0,1,2} are the same in all three; the repack is exact only if every block with a nonzero trit
  * has the same d, which is then the tensor's scale: otherwise BN_STATUS_BAD_CONFIG and the loader
  * refuses the file as lossy. Also: checking I2_S codes (3 is not a valid code) and F16 values
- * (inf/nan are refused), regrouping I2_S rows in fours (bn_i2_row), and quantizing an F16 matrix to Q8_0 or to the Q7 head layout (head.c).
+ * (inf/nan are refused), regrouping I2_S rows in fours (bn_i2_row), and quantizing an F16 matrix
+ * to Q8_0 or to the Q7 head layout (head.c).
  * No allocation, no I/O.
  */
 #include "bn_impl.h"

@@ -253,7 +253,7 @@ const bn_ops *bn_ops_select(uint32_t kernel) { return kernel == BN_KERNEL_REF ? 
 int32_t bn_scale_2p112(const float *x, uint32_t n, float *xs) {
   for (uint32_t i = 0; i < n; i++)
     if (!(__builtin_fabsf(x[i]) < 65536.0f)) return 0; /* also nan */
-  const float k = bn_bits_f32(0x77800000u);
+  const float k = bn_2p112();
   for (uint32_t i = 0; i < n; i++) xs[i] = x[i] * k;
   return 1;
 }
