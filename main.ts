@@ -12,9 +12,9 @@
  */
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { DEFAULT_MODEL_PATH } from "./engine/default_model.ts";
-import { Engine } from "./engine/engine.ts";
-import { terminalProgress } from "./engine/progress_bar.ts";
+import { DEFAULT_MODEL_PATH } from "./engine/model/default_model.ts";
+import { Engine } from "./engine/run/engine.ts";
+import { terminalProgress } from "./engine/model/progress_bar.ts";
 import { createApp } from "./routes/app.ts";
 import { createLogger, LOG_LEVELS } from "./routes/log.ts";
 import { ServerState } from "./routes/state.ts";

@@ -1,7 +1,7 @@
 /*
  * bn.h: the public interface of the WASM module (everything TypeScript sees).
  *
- * Memory: one shared WebAssembly.Memory, laid out by TypeScript (engine/memory_plan.ts). The
+ * Memory: one shared WebAssembly.Memory, laid out by TypeScript (engine/model/memory_plan.ts). The
  * module never allocates: TypeScript writes a bn_ctx (config, weight pointers, scratch pointers,
  * batch) into memory and passes its address. Every field is 4 bytes (wasm32 pointers, u32, f32)
  * so the TypeScript side can mirror the structs as flat u32 arrays; bn_abi_layout() returns the

@@ -5,8 +5,8 @@
  * @module
  */
 import { Hono } from "hono";
-import type { ChatMessage } from "../engine/chat_template.ts";
-import type { Tokenizer } from "../engine/tokenizer.ts";
+import type { ChatMessage } from "../engine/text/chat_template.ts";
+import type { Tokenizer } from "../engine/text/tokenizer.ts";
 import { readJson } from "./body.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { ApiError } from "./errors.ts";

@@ -7,9 +7,9 @@
  * @module
  */
 import { Hono } from "hono";
-import type { Engine } from "../engine/engine.ts";
-import type { GenerationEvent, LogprobInfo } from "../engine/sequence.ts";
-import type { Tokenizer } from "../engine/tokenizer.ts";
+import type { Engine } from "../engine/run/engine.ts";
+import type { GenerationEvent, LogprobInfo } from "../engine/run/sequence.ts";
+import type { Tokenizer } from "../engine/text/tokenizer.ts";
 import { readJson } from "./body.ts";
 import type { AppEnv, Deps } from "./context.ts";
 import { checkIds, Generation, type Meta, respond, responseMeta, runSpecs } from "./generation.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Engine } from "../engine/engine.ts";
+import type { Engine } from "../engine/run/engine.ts";
 import type { ApiError } from "./errors.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";

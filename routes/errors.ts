@@ -11,7 +11,7 @@ import {
   DrainingError,
   EngineUnavailableError,
   QueueFullError,
-} from "../engine/errors.ts";
+} from "../engine/run/errors.ts";
 
 /** OpenAI's error object. */
 export interface ErrorBody {

@@ -7,8 +7,8 @@
  * @module
  */
 import type { Context } from "hono";
-import type { Engine } from "../engine/engine.ts";
-import type { GenerateRequest, GenerationEvent } from "../engine/sequence.ts";
+import type { Engine } from "../engine/run/engine.ts";
+import type { GenerateRequest, GenerationEvent } from "../engine/run/sequence.ts";
 import type { AppEnv, Deps, RequestRecord } from "./context.ts";
 import { ApiError, clientClosed, timedOut, toApiError } from "./errors.ts";
 import type { CommonRequest } from "./schemas.ts";

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { LogprobInfo } from "../engine/sequence.ts";
-import type { Tokenizer } from "../engine/tokenizer.ts";
+import type { LogprobInfo } from "../engine/run/sequence.ts";
+import type { Tokenizer } from "../engine/text/tokenizer.ts";
 
 const lossy = new TextDecoder("utf-8", { ignoreBOM: true });
 /** OpenAI reports impossible tokens as -9999 rather than -Infinity (which JSON cannot hold). */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Engine } from "../engine/engine.ts";
+import type { Engine } from "../engine/run/engine.ts";
 import { unavailable } from "./errors.ts";
 
 export type Phase = "loading" | "ready" | "draining" | "closed";

@@ -19,9 +19,9 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { openGguf } from "../engine/gguf.ts";
-import type { HeadMode } from "../engine/loader.ts";
-import { modelConfigFromGguf } from "../engine/model_config.ts";
+import { openGguf } from "../engine/format/gguf.ts";
+import type { HeadMode } from "../engine/model/loader.ts";
+import { modelConfigFromGguf } from "../engine/model/model_config.ts";
 import { detectKernel, type KernelVariant } from "../wasm/loader.ts";
 import { synthModel } from "./synth_model.ts";
 import { readProc } from "./bench/_proc.ts";

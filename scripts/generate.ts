@@ -9,11 +9,11 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Engine } from "../engine/engine.ts";
-import type { HeadOption } from "../engine/loader.ts";
+import { Engine } from "../engine/run/engine.ts";
+import type { HeadOption } from "../engine/model/loader.ts";
 import type { KernelVariant } from "../wasm/loader.ts";
-import { DEFAULT_MODEL_PATH } from "../engine/default_model.ts";
-import { terminalProgress } from "../engine/progress_bar.ts";
+import { DEFAULT_MODEL_PATH } from "../engine/model/default_model.ts";
+import { terminalProgress } from "../engine/model/progress_bar.ts";
 
 const USAGE = `usage: deno task generate [--model FILE] --prompt TEXT [--chat] [-n N] [--temperature T]
        [--top-k K] [--top-p P] [--seed S] [--threads N] [--kernel ref|simd128|relaxed] [--head auto|file|q8_0|q7]

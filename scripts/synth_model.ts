@@ -21,10 +21,10 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { GGML_TYPE } from "../engine/ggml_types.ts";
-import { type GgufTensorSpec, type GgufTypedValue, writeGguf } from "../engine/gguf_writer.ts";
-import { packI2S, packTQ1, packTQ2, quantizeQ8_0 } from "../engine/ternary_pack.ts";
-import { BYTE_TO_CHAR } from "../engine/byte_unicode.ts";
+import { GGML_TYPE } from "../engine/format/ggml_types.ts";
+import { type GgufTensorSpec, type GgufTypedValue, writeGguf } from "../engine/format/gguf_writer.ts";
+import { packI2S, packTQ1, packTQ2, quantizeQ8_0 } from "../engine/format/ternary_pack.ts";
+import { BYTE_TO_CHAR } from "../engine/text/byte_unicode.ts";
 
 /** Everything that decides the generated file. */
 export interface SynthOptions {

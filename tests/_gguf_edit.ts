@@ -2,8 +2,8 @@
  * Test helper: rewrite a (small) GGUF with edited metadata and tensors, to build broken or unusual
  * files from a synthetic one.
  */
-import { openGguf } from "../engine/gguf.ts";
-import { type GgufTensorSpec, type GgufTypedValue, writeGguf } from "../engine/gguf_writer.ts";
+import { openGguf } from "../engine/format/gguf.ts";
+import { type GgufTensorSpec, type GgufTypedValue, writeGguf } from "../engine/format/gguf_writer.ts";
 
 export interface EditableTensor {
   name: string;

@@ -3,9 +3,9 @@
  * matrix with N activation rows, on a chosen variant and thread count.
  */
 import { BN_CMD, compileKernel, KERNEL_IDS, type KernelVariant, WasmHost } from "../wasm/loader.ts";
-import { planMemory } from "../engine/memory_plan.ts";
-import { CtxWriter } from "../engine/ctx_writer.ts";
-import { ThreadPool } from "../engine/thread_pool.ts";
+import { planMemory } from "../engine/model/memory_plan.ts";
+import { CtxWriter } from "../engine/run/ctx_writer.ts";
+import { ThreadPool } from "../engine/run/thread_pool.ts";
 
 export interface MatmulResult {
   /** [n][rows] raw integer dots code . q */

@@ -9,11 +9,11 @@
  *
  * @module
  */
-import { GGML_TYPE } from "../engine/ggml_types.ts";
-import { openGguf } from "../engine/gguf.ts";
-import { type ModelConfig, modelConfigFromGguf, type TernaryTensor } from "../engine/model_config.ts";
-import { decodeF16, dequantizeQ8_0, unpackI2S, unpackTQ1, unpackTQ2 } from "../engine/ternary_pack.ts";
-import type { GgufTensorInfo } from "../engine/gguf.ts";
+import { GGML_TYPE } from "../engine/format/ggml_types.ts";
+import { openGguf } from "../engine/format/gguf.ts";
+import { type ModelConfig, modelConfigFromGguf, type TernaryTensor } from "../engine/model/model_config.ts";
+import { decodeF16, dequantizeQ8_0, unpackI2S, unpackTQ1, unpackTQ2 } from "../engine/format/ternary_pack.ts";
+import type { GgufTensorInfo } from "../engine/format/gguf.ts";
 
 interface Ternary {
   trits: Int8Array; // [rows][cols]
@@ -73,7 +73,7 @@ export function bitLinear(w: Ternary, x: ArrayLike<number>): Float64Array {
   return y;
 }
 
-/** The loader's head modes (engine/loader.ts HeadMode). */
+/** The loader's head modes (engine/model/loader.ts HeadMode). */
 export type OracleHead = "file" | "q8_0" | "q7";
 
 /** An F16 matrix quantized at load as kernels/repack.c does: per 32 values, scale absmax/127 (stored

@@ -17,6 +17,12 @@ export const BN_STATUS = { OK: 0, ABORTED: 1, BAD_ARG: 2, BAD_CONFIG: 3 } as con
 /** Commands posted to the pool (`BN_CMD_*`). */
 export const BN_CMD = { NONE: 0, FORWARD: 1, QUIT: 2, MATMUL_TEST: 3, SWEEP: 4 } as const;
 
+/** A byte range of the shared memory. */
+export interface Region {
+  readonly offset: number;
+  readonly bytes: number;
+}
+
 /** Bytes of stack each instance gets (the module is linked with a 64 KiB stack). */
 export const STACK_BYTES = 64 * 1024;
 

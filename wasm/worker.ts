@@ -2,7 +2,7 @@
  * Entry of a pool worker. Messages, in order:
  * - `{ type: "init", ... }`: instantiate the kernel module over the shared memory with this
  *   worker's stack; answers `{ ready: true }`.
- * - `{ type: "load", path, jobs, stage }` (optional, once): run load jobs (engine/load_jobs.ts);
+ * - `{ type: "load", path, jobs, stage }` (optional, once): run load jobs (load_jobs.ts);
  *   answers `{ progress: bytes }` as it goes, then `{ loaded: true, error }`.
  * - `{ type: "loop" }`: enter `bn_worker_loop` and stay there (sleeping on an atomic word between
  *   commands) until the pool posts BN_CMD_QUIT; answers `{ exited: code }`.
@@ -11,8 +11,8 @@
  * @module
  */
 import { type WorkerInit, WorkerInstance } from "./loader.ts";
-import { type LoadJob, runLoadJobs } from "../engine/load_jobs.ts";
-import type { Region } from "../engine/memory_plan.ts";
+import { type LoadJob, runLoadJobs } from "./load_jobs.ts";
+import type { Region } from "./loader.ts";
 
 declare const self: {
   onmessage: ((e: MessageEvent) => void) | null;

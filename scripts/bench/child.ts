@@ -9,9 +9,9 @@
  *
  * @module
  */
-import { Engine } from "../../engine/engine.ts";
-import type { ModelRuntime } from "../../engine/runtime.ts";
-import type { GenerationEvent } from "../../engine/sequence.ts";
+import { Engine } from "../../engine/run/engine.ts";
+import type { ModelRuntime } from "../../engine/run/runtime.ts";
+import type { GenerationEvent } from "../../engine/run/sequence.ts";
 import { peakRss } from "./_proc.ts";
 import { mulberry32 } from "../_prng.ts";
 import type {

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { formatBytes } from "../../engine/memory_plan.ts";
+import { formatBytes } from "../../engine/model/memory_plan.ts";
 import type { BenchResult, RunResult } from "./result.ts";
 
 const f = (x: number | null | undefined, digits = 1) =>

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { HeadMode } from "../../engine/loader.ts";
+import type { HeadMode } from "../../engine/model/loader.ts";
 import type { KernelVariant } from "../../wasm/loader.ts";
 
 /** Bump when a field changes meaning; `--compare` warns across versions. */

@@ -13,8 +13,8 @@
  * new BpeEncoder(bpe).encode(" the"); // one id
  * ```
  */
-import { BYTE_TO_CHAR, bytesToSymbols } from "../../engine/byte_unicode.ts";
-import { pretokenize } from "../../engine/pretokenize.ts";
+import { BYTE_TO_CHAR, bytesToSymbols } from "../../engine/text/byte_unicode.ts";
+import { pretokenize } from "../../engine/text/pretokenize.ts";
 
 /** A trained vocabulary: `tokens[id]` in byte-level form, `merges[rank]` as `"A B"`. */
 export interface Bpe {

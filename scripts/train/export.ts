@@ -8,9 +8,9 @@
  * `--in` holds `model.json` + `model.bin` (format in train.py's docstring); `--tokenizer` defaults
  * to `scripts/train/work/tokenizer.json` (prepare.ts).
  */
-import { type GgufTensorSpec, type GgufTypedValue, writeGguf } from "../../engine/gguf_writer.ts";
-import { GGML_TYPE } from "../../engine/ggml_types.ts";
-import { encodeF16, packI2S } from "../../engine/ternary_pack.ts";
+import { type GgufTensorSpec, type GgufTypedValue, writeGguf } from "../../engine/format/gguf_writer.ts";
+import { GGML_TYPE } from "../../engine/format/ggml_types.ts";
+import { encodeF16, packI2S } from "../../engine/format/ternary_pack.ts";
 import { flags } from "./flags.ts";
 
 export interface TensorEntry {
@@ -95,7 +95,7 @@ export function metadata(
     ["tokenizer.ggml.model", str("gpt2")],
     ["tokenizer.ggml.pre", str("llama-bpe")],
     ["tokenizer.ggml.tokens", { type: "array", elem: "string", value: tok.tokens }],
-    // token_type before scores (the official file has scores first): engine/gguf_writer.ts's buffer
+    // token_type before scores (the official file has scores first): engine/format/gguf_writer.ts's buffer
     // growth fails inside f32/u32 writes (reported); with this order it grows inside i32/string ones.
     ["tokenizer.ggml.token_type", { type: "array", elem: "i32", value: Int32Array.from(tok.token_type) }],
     ["tokenizer.ggml.scores", { type: "array", elem: "f32", value: new Float32Array(tok.tokens.length) }],

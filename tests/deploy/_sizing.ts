@@ -3,7 +3,7 @@
  * 2B4T model plus the runtime around it. Weights and scratch are what `engine.describe()` printed
  * for the 2B4T-shaped model (Q7 head, 128-token batch); the KV cache is computed for the settings.
  */
-import { kvCacheBytes, type PlanShape } from "../../engine/memory_plan.ts";
+import { kvCacheBytes, type PlanShape } from "../../engine/model/memory_plan.ts";
 
 const MIB = 2 ** 20;
 

@@ -4,9 +4,9 @@
  * Math.fround), for every variant, odd shapes and thread counts 1, 2, 3 and 8.
  */
 import { deepStrictEqual as assertEquals, equal } from "node:assert/strict";
-import { packI2S } from "../../engine/ternary_pack.ts";
+import { packI2S } from "../../engine/format/ternary_pack.ts";
 import { runMatmul } from "../_kernel_harness.ts";
-import { planMemory } from "../../engine/memory_plan.ts";
+import { planMemory } from "../../engine/model/memory_plan.ts";
 import { compileKernel } from "../../wasm/loader.ts";
 import type { KernelVariant } from "../../wasm/loader.ts";
 

@@ -6,9 +6,9 @@
  * and English text from a fresh `deno task serve` through the HTTP API.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { DEFAULT_MODEL_PATH } from "../../engine/default_model.ts";
-import { Engine } from "../../engine/engine.ts";
-import type { HeadMode } from "../../engine/loader.ts";
+import { DEFAULT_MODEL_PATH } from "../../engine/model/default_model.ts";
+import { Engine } from "../../engine/run/engine.ts";
+import type { HeadMode } from "../../engine/model/loader.ts";
 import { serve, waitFor } from "../_serve.ts";
 
 interface Reference {

@@ -2,7 +2,7 @@
  * One engine + app per test file: a tiny synthetic model, the app around it, captured log lines,
  * and small request helpers. Close it at the end of the file's test.
  */
-import { Engine, type EngineOptions } from "../../engine/engine.ts";
+import { Engine, type EngineOptions } from "../../engine/run/engine.ts";
 import { type AppOptions, createApp } from "../../routes/app.ts";
 import { createLogger } from "../../routes/log.ts";
 import { Metrics } from "../../routes/metrics.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
-import { type GgufFile, openGguf } from "../../engine/gguf.ts";
-import { GGML_TYPE, tensorNbytes } from "../../engine/ggml_types.ts";
-import { decodeF16, unpackI2S, unpackTQ1, unpackTQ2 } from "../../engine/ternary_pack.ts";
+import { type GgufFile, openGguf } from "../../engine/format/gguf.ts";
+import { GGML_TYPE, tensorNbytes } from "../../engine/format/ggml_types.ts";
+import { decodeF16, unpackI2S, unpackTQ1, unpackTQ2 } from "../../engine/format/ternary_pack.ts";
 import { resolveSynthOptions, synthModel } from "../../scripts/synth_model.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "synth_test_" });

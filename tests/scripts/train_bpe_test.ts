@@ -1,8 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { BpeEncoder, BYTE_TOKENS, countPretokens, trainBpe } from "../../scripts/train/bpe.ts";
 import { buildChatExample, mulberry32, shuffle } from "../../scripts/train/chat.ts";
-import { CHAR_TO_BYTE } from "../../engine/byte_unicode.ts";
-import { Tokenizer } from "../../engine/tokenizer.ts";
+import { CHAR_TO_BYTE } from "../../engine/text/byte_unicode.ts";
+import { Tokenizer } from "../../engine/text/tokenizer.ts";
 
 const TEXT = [
   "The jury said Friday that the election was conducted well. The jury praised the city.",

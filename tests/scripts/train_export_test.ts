@@ -1,9 +1,9 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { exportGguf, type ModelJson, type TensorEntry } from "../../scripts/train/export.ts";
 import { countPretokens, trainBpe } from "../../scripts/train/bpe.ts";
-import { openGguf } from "../../engine/gguf.ts";
-import { GGML_TYPE } from "../../engine/ggml_types.ts";
-import { decodeF16, unpackI2S } from "../../engine/ternary_pack.ts";
+import { openGguf } from "../../engine/format/gguf.ts";
+import { GGML_TYPE } from "../../engine/format/ggml_types.ts";
+import { decodeF16, unpackI2S } from "../../engine/format/ternary_pack.ts";
 
 /** A one-layer model in train.py's interchange format, with seeded values. */
 function writeTinyModel(dir: string, vocab: number) {

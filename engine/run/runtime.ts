@@ -4,11 +4,11 @@
  *
  * @module
  */
-import { BN_CMD, BN_STATUS } from "../wasm/loader.ts";
-import type { KernelVariant } from "../wasm/loader.ts";
+import { BN_CMD, BN_STATUS } from "../../wasm/loader.ts";
+import type { KernelVariant } from "../../wasm/loader.ts";
 import type { CtxWriter } from "./ctx_writer.ts";
-import type { MemoryPlan } from "./memory_plan.ts";
-import type { ModelConfig } from "./model_config.ts";
+import type { MemoryPlan } from "../model/memory_plan.ts";
+import type { ModelConfig } from "../model/model_config.ts";
 import type { ThreadPool } from "./thread_pool.ts";
 
 /** One forward step: tokens of any mix of sequences (slots) at their positions. */

@@ -2,7 +2,7 @@
  * Loads a GGUF model into one shared WebAssembly.Memory and starts its kernel workers.
  *
  * The memory plan is computed from the header before anything is read; then the kernel workers
- * read the file in parallel (engine/load_jobs.ts) before they start computing. Tensors already in a
+ * read the file in parallel (wasm/load_jobs.ts) before they start computing. Tensors already in a
  * compute layout (F32 norms, the F16/F32/Q8_0 embedding) are read with positioned reads straight into
  * their final, aligned place: no intermediate buffer, no second copy. I2_S tensors are read in
  * 512 KiB pieces into each worker's staging buffer and placed from cache with their rows regrouped
@@ -14,11 +14,11 @@
  *
  * @module
  */
-import { compileKernel, detectKernel, KERNEL_IDS, type KernelVariant, WasmHost } from "../wasm/loader.ts";
-import { type LoadJob, partitionJobs } from "./load_jobs.ts";
-import { CtxWriter } from "./ctx_writer.ts";
-import { GGML_TYPE, ggmlTypeName } from "./ggml_types.ts";
-import { type GgufFile, type GgufTensorInfo, openGguf } from "./gguf.ts";
+import { compileKernel, detectKernel, KERNEL_IDS, type KernelVariant, WasmHost } from "../../wasm/loader.ts";
+import { type LoadJob, partitionJobs } from "../../wasm/load_jobs.ts";
+import { CtxWriter } from "../run/ctx_writer.ts";
+import { GGML_TYPE, ggmlTypeName } from "../format/ggml_types.ts";
+import { type GgufFile, type GgufTensorInfo, openGguf } from "../format/gguf.ts";
 import { type MemoryPlan, planMemory } from "./memory_plan.ts";
 import {
   type ModelConfig,
@@ -26,8 +26,8 @@ import {
   modelConfigFromGguf,
   type TernaryTensor,
 } from "./model_config.ts";
-import { ModelRuntime } from "./runtime.ts";
-import { ThreadPool } from "./thread_pool.ts";
+import { ModelRuntime } from "../run/runtime.ts";
+import { ThreadPool } from "../run/thread_pool.ts";
 
 /** How an F16 LM head is kept: as in the file, or quantized at load (Q8_0 or the Q7 layout). */
 export type HeadMode = "file" | "q8_0" | "q7";

@@ -16,8 +16,8 @@
  *
  * @module
  */
-import { describeGgmlType, GGML_TYPE } from "./ggml_types.ts";
-import type { GgufFile, GgufTensorInfo, GgufValue } from "./gguf.ts";
+import { describeGgmlType, GGML_TYPE } from "../format/ggml_types.ts";
+import type { GgufFile, GgufTensorInfo, GgufValue } from "../format/gguf.ts";
 
 export type Arch = "bitnet-b1.58" | "bitnet-25" | "bitnet";
 export const ARCHES: readonly Arch[] = ["bitnet-b1.58", "bitnet-25", "bitnet"];

@@ -4,11 +4,11 @@
  * batch composition (one prefill step vs token by token, several slots in one step).
  */
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
-import { loadModel } from "../../engine/loader.ts";
-import { ForwardAbortedError, type ModelRuntime } from "../../engine/runtime.ts";
-import type { KernelVariant } from "../../wasm/loader.ts";
-import { Oracle } from "../_oracle.ts";
-import { tinyModel } from "../_models.ts";
+import { loadModel } from "../../../engine/model/loader.ts";
+import { ForwardAbortedError, type ModelRuntime } from "../../../engine/run/runtime.ts";
+import type { KernelVariant } from "../../../wasm/loader.ts";
+import { Oracle } from "../../_oracle.ts";
+import { tinyModel } from "../../_models.ts";
 
 const TOKENS = [1, 17, 33, 99, 5, 200, 7, 8, 300, 42, 11, 256, 3, 77, 150, 499];
 

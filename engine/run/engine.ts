@@ -4,14 +4,14 @@
  *
  * @module
  */
-import { type ChatMessage, chatStopIds, encodeChat } from "./chat_template.ts";
+import { type ChatMessage, chatStopIds, encodeChat } from "../text/chat_template.ts";
 import { ContextOverflowError } from "./errors.ts";
-import { loadModel, type LoadOptions } from "./loader.ts";
+import { loadModel, type LoadOptions } from "../model/loader.ts";
 import { type ModelRuntime } from "./runtime.ts";
 import { Scheduler, type SchedulerStats } from "./scheduler.ts";
 import { type GenerateRequest, type GenerationEvent, Sequence } from "./sequence.ts";
-import { Tokenizer } from "./tokenizer.ts";
-import { formatBytes } from "./memory_plan.ts";
+import { Tokenizer } from "../text/tokenizer.ts";
+import { formatBytes } from "../model/memory_plan.ts";
 
 export interface EngineOptions extends LoadOptions {
   /** Requests that may wait for a slot (default 16). */

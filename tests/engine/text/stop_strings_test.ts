@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { StopStringMatcher } from "../../engine/stop_strings.ts";
+import { StopStringMatcher } from "../../../engine/text/stop_strings.ts";
 import { rng } from "./_llama3_fixture.ts";
 
 /** Feeds deltas; returns everything emitted (with flush when not stopped) and whether it stopped. */

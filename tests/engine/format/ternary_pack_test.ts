@@ -10,7 +10,7 @@ import {
   unpackI2S,
   unpackTQ1,
   unpackTQ2,
-} from "../../engine/ternary_pack.ts";
+} from "../../../engine/format/ternary_pack.ts";
 
 /** Deterministic random trits (xorshift32). */
 function randomTrits(n: number, seed: number): Int8Array {

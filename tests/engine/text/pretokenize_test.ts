@@ -1,5 +1,5 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { GPT2_PATTERN, pretokenize, splitWith } from "../../engine/pretokenize.ts";
+import { GPT2_PATTERN, pretokenize, splitWith } from "../../../engine/text/pretokenize.ts";
 import { randomText, rng } from "./_llama3_fixture.ts";
 
 // The LLaMA-3 regex as llama3-tokenizer-js / transformers.js compile it (JavaScript's \s).

@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { IncrementalDecoder } from "../../engine/detokenizer.ts";
-import { Tokenizer } from "../../engine/tokenizer.ts";
+import { IncrementalDecoder } from "../../../engine/text/detokenizer.ts";
+import { Tokenizer } from "../../../engine/text/tokenizer.ts";
 import { llama3Data, randomText, rng } from "./_llama3_fixture.ts";
 
 const tok = new Tokenizer(llama3Data());

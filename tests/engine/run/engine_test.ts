@@ -3,11 +3,11 @@
  * reuse, cancellation freeing slots, bounded queue, drain, context checks, stop tokens, logprobs.
  */
 import { deepStrictEqual as assertEquals, ok as assert, rejects, throws } from "node:assert/strict";
-import { Engine } from "../../engine/engine.ts";
-import { ContextOverflowError, DrainingError, QueueFullError } from "../../engine/errors.ts";
-import type { GenerateRequest, GenerationEvent } from "../../engine/sequence.ts";
-import { tinyModel } from "../_models.ts";
-import { rewriteGguf } from "../_gguf_edit.ts";
+import { Engine } from "../../../engine/run/engine.ts";
+import { ContextOverflowError, DrainingError, QueueFullError } from "../../../engine/run/errors.ts";
+import type { GenerateRequest, GenerationEvent } from "../../../engine/run/sequence.ts";
+import { tinyModel } from "../../_models.ts";
+import { rewriteGguf } from "../../_gguf_edit.ts";
 
 async function collect(events: AsyncIterable<GenerationEvent>) {
   const ids: number[] = [];

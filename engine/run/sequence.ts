@@ -6,10 +6,10 @@
  * @module
  */
 import { AsyncQueue } from "./_async_queue.ts";
-import { IncrementalDecoder } from "./detokenizer.ts";
+import { IncrementalDecoder } from "../text/detokenizer.ts";
 import { logprobs as tokenLogprobs, Sampler, type SamplingParams } from "./sampler.ts";
-import { StopStringMatcher } from "./stop_strings.ts";
-import type { Tokenizer } from "./tokenizer.ts";
+import { StopStringMatcher } from "../text/stop_strings.ts";
+import type { Tokenizer } from "../text/tokenizer.ts";
 
 /** What to generate. */
 export interface GenerateRequest {

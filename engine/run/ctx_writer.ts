@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AbiLayout } from "../wasm/loader.ts";
+import type { AbiLayout } from "../../wasm/loader.ts";
 
 /** Field writer for one bn_ctx in shared memory. */
 export class CtxWriter {

@@ -4,8 +4,13 @@ import {
   ok as assert,
   throws,
 } from "node:assert/strict";
-import { DEFAULT_SAMPLING_PARAMS, logprobs, Sampler, type SamplingParams } from "../../engine/sampler.ts";
-import { rng } from "./_llama3_fixture.ts";
+import {
+  DEFAULT_SAMPLING_PARAMS,
+  logprobs,
+  Sampler,
+  type SamplingParams,
+} from "../../../engine/run/sampler.ts";
+import { rng } from "../text/_llama3_fixture.ts";
 
 const f32 = (xs: number[]) => Float32Array.from(xs);
 

@@ -11,9 +11,9 @@
  */
 
 import llama3 from "llama3-tokenizer-js";
-import { mulberry32 } from "../../scripts/_prng.ts";
-import { BYTE_TO_CHAR } from "../../engine/byte_unicode.ts";
-import { type TokenizerData, TokenType } from "../../engine/tokenizer.ts";
+import { mulberry32 } from "../../../scripts/_prng.ts";
+import { BYTE_TO_CHAR } from "../../../engine/text/byte_unicode.ts";
+import { type TokenizerData, TokenType } from "../../../engine/text/tokenizer.ts";
 
 /** The reference encoder (no BOS/EOS; it always parses special-token text). */
 export function referenceEncode(text: string): number[] {

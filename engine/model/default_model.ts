@@ -5,5 +5,5 @@
  * @module
  */
 export const DEFAULT_MODEL_PATH: string = decodeURIComponent(
-  new URL("../models/default.gguf", import.meta.url).pathname,
+  new URL("../../models/default.gguf", import.meta.url).pathname,
 );

@@ -6,10 +6,10 @@
  *
  * @module
  */
-import type { AbiLayout, KernelModule } from "../wasm/loader.ts";
-import { BN_CMD } from "../wasm/loader.ts";
-import type { LoadJob, LoadJobError } from "./load_jobs.ts";
-import type { Region } from "./memory_plan.ts";
+import type { AbiLayout, KernelModule } from "../../wasm/loader.ts";
+import { BN_CMD } from "../../wasm/loader.ts";
+import type { LoadJob, LoadJobError } from "../../wasm/load_jobs.ts";
+import type { Region } from "../model/memory_plan.ts";
 
 /** Thrown when a worker failed; the pool cannot run anything afterwards. */
 export class PoolBrokenError extends Error {
@@ -85,7 +85,7 @@ export class ThreadPool {
     const pool = new ThreadPool(memory, words, workers);
     const ready = stackTops.map((stackTop, ith) =>
       new Promise<void>((resolve, reject) => {
-        const worker = new Worker(new URL("../wasm/worker.ts", import.meta.url), { type: "module" });
+        const worker = new Worker(new URL("../../wasm/worker.ts", import.meta.url), { type: "module" });
         workers.push(worker);
         worker.onmessage = (e: MessageEvent) => {
           const data = e.data ?? {};

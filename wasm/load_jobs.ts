@@ -7,8 +7,7 @@
  *
  * @module
  */
-import type { KernelHelpers } from "../wasm/loader.ts";
-import type { Region } from "./memory_plan.ts";
+import type { KernelHelpers, Region } from "./loader.ts";
 
 /** One unit of loading work. Offsets are absolute file offsets; dst/dstW/dstS are memory addresses. */
 export type LoadJob =

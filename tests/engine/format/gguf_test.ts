@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { GgufError, openGguf } from "../../engine/gguf.ts";
+import { GgufError, openGguf } from "../../../engine/format/gguf.ts";
 import {
   encodeGgufHeader,
   type GgufTensorSpec,
   type GgufTypedValue,
   writeGguf,
-} from "../../engine/gguf_writer.ts";
-import { GGML_TYPE, tensorNbytes } from "../../engine/ggml_types.ts";
+} from "../../../engine/format/gguf_writer.ts";
+import { GGML_TYPE, tensorNbytes } from "../../../engine/format/ggml_types.ts";
 
 const dir = Deno.makeTempDirSync({ prefix: "gguf_test_" });
 globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { STACK_BYTES } from "../wasm/loader.ts";
+import { type Region, STACK_BYTES } from "../../wasm/loader.ts";
 
 /** Model dimensions the plan needs. */
 export interface PlanShape {
@@ -32,11 +32,7 @@ export interface PlanSizes {
   readonly nThreads: number;
 }
 
-/** A byte range of the memory. */
-export interface Region {
-  readonly offset: number;
-  readonly bytes: number;
-}
+export type { Region } from "../../wasm/loader.ts";
 
 /** Where everything lives. All offsets are byte addresses in the shared memory. */
 export interface MemoryPlan {

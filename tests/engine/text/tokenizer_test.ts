@@ -1,6 +1,6 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
-import { Tokenizer, type TokenizerData, TokenType } from "../../engine/tokenizer.ts";
-import { pretokenize } from "../../engine/pretokenize.ts";
+import { Tokenizer, type TokenizerData, TokenType } from "../../../engine/text/tokenizer.ts";
+import { pretokenize } from "../../../engine/text/pretokenize.ts";
 import {
   llama3Data,
   llama3Metadata,

@@ -5,8 +5,8 @@ import {
   chatStopIds,
   encodeChat,
   renderChat,
-} from "../../engine/chat_template.ts";
-import { Tokenizer } from "../../engine/tokenizer.ts";
+} from "../../../engine/text/chat_template.ts";
+import { Tokenizer } from "../../../engine/text/tokenizer.ts";
 import { llama3Data, syntheticData } from "./_llama3_fixture.ts";
 
 const tok = new Tokenizer(llama3Data());

@@ -3,10 +3,10 @@
  * tensor with expected vs found. Headers are edited in memory (no file needed past the first).
  */
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
-import { type GgufFile, type GgufTensorInfo, type GgufValue, openGguf } from "../../engine/gguf.ts";
-import { ModelConfigError, modelConfigFromGguf } from "../../engine/model_config.ts";
-import { GGML_TYPE } from "../../engine/ggml_types.ts";
-import { tinyModel } from "../_models.ts";
+import { type GgufFile, type GgufTensorInfo, type GgufValue, openGguf } from "../../../engine/format/gguf.ts";
+import { ModelConfigError, modelConfigFromGguf } from "../../../engine/model/model_config.ts";
+import { GGML_TYPE } from "../../../engine/format/ggml_types.ts";
+import { tinyModel } from "../../_models.ts";
 
 /** A copy of `g` with metadata keys set (undefined deletes) and tensors edited. */
 function edit(

@@ -3,14 +3,14 @@
  * and the files it refuses, each with the tensor named; I2_S reads that regroup rows in fours.
  */
 import { deepStrictEqual as assertEquals, equal, rejects } from "node:assert/strict";
-import { i2sChunks, loadModel, resolveHeadMode } from "../../engine/loader.ts";
-import { compileKernel, WasmHost } from "../../wasm/loader.ts";
-import { openGguf } from "../../engine/gguf.ts";
-import { GGML_TYPE } from "../../engine/ggml_types.ts";
-import { ModelConfigError, modelConfigFromGguf } from "../../engine/model_config.ts";
-import { packTQ2, unpackTQ2 } from "../../engine/ternary_pack.ts";
-import { tinyModel } from "../_models.ts";
-import { rewriteGguf } from "../_gguf_edit.ts";
+import { i2sChunks, loadModel, resolveHeadMode } from "../../../engine/model/loader.ts";
+import { compileKernel, WasmHost } from "../../../wasm/loader.ts";
+import { openGguf } from "../../../engine/format/gguf.ts";
+import { GGML_TYPE } from "../../../engine/format/ggml_types.ts";
+import { ModelConfigError, modelConfigFromGguf } from "../../../engine/model/model_config.ts";
+import { packTQ2, unpackTQ2 } from "../../../engine/format/ternary_pack.ts";
+import { tinyModel } from "../../_models.ts";
+import { rewriteGguf } from "../../_gguf_edit.ts";
 
 const TOKENS = [1, 5, 9, 200, 31, 7];
 
