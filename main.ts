@@ -35,6 +35,11 @@ const FLAGS = {
     "LM head of an F16 model: file (exact F16), q8_0, q7, or auto (default: q7 when the head is 64 MiB or more)",
   ],
   batch: ["BN_BATCH", "string", "tokens per forward step (default 128)"],
+  "cache-mem": [
+    "BN_CACHE_MEM",
+    "string",
+    "MiB of host memory for prompt KV states evicted from the slots, LRU (default 256; 0: off)",
+  ],
   "api-key": ["BN_API_KEY", "string", "Bearer key clients must send; repeat or comma-separate for several"],
   "api-key-file": ["BN_API_KEY_FILE", "string", "file with one key per line"],
   "auth-ready": ["BN_AUTH_READY", "boolean", "require the key on /ready too"],
@@ -43,6 +48,11 @@ const FLAGS = {
   "max-body": ["BN_MAX_BODY", "string", "largest request body in bytes, k/m suffixes allowed (default 1m)"],
   timeout: ["BN_TIMEOUT", "string", "seconds a request may run (default 600; 0: no limit)"],
   grace: ["BN_GRACE", "string", "seconds in-flight requests get on shutdown (default 30)"],
+  "keep-alive": [
+    "BN_KEEP_ALIVE",
+    "string",
+    "seconds between SSE comment lines while a stream waits for its first token or the next (default 15; 0: off)",
+  ],
   "log-level": ["BN_LOG_LEVEL", "string", `${LOG_LEVELS.join(", ")} (default info)`],
   help: ["", "boolean", "print this help"],
 } as const;
@@ -66,6 +76,7 @@ export const ServerConfig = z.object({
   kernel: z.enum(["ref", "simd128", "relaxed"]).optional(),
   head: z.enum(["auto", "file", "q8_0", "q7"]).default("auto"),
   batch: int(1, 4096).default(128),
+  cacheMem: int(0, 1 << 20).default(256),
   apiKeys: z.array(list).transform((l) => l.flat()).default([]),
   apiKeyFile: z.string().min(1).optional(),
   authReady: flag,
@@ -74,6 +85,7 @@ export const ServerConfig = z.object({
   maxBody: bytes.default(1 << 20),
   timeout: z.coerce.number().min(0).max(86_400).default(600),
   grace: z.coerce.number().min(0).max(3600).default(30),
+  keepAlive: z.coerce.number().min(0).max(3600).default(15),
   logLevel: z.enum(LOG_LEVELS).default("info"),
   help: flag,
 });
@@ -198,6 +210,7 @@ export async function main(
     corsOrigins: config.corsOrigins,
     maxBodyBytes: config.maxBody,
     timeoutSeconds: config.timeout,
+    keepAliveSeconds: config.keepAlive,
     log: createLogger(config.logLevel),
   });
   const host = config.host.replace(/^\[(.*)\]$/, "$1");
@@ -242,6 +255,7 @@ export async function main(
       kernel: config.kernel,
       head: config.head,
       maxBatch: config.batch,
+      cacheMemBytes: config.cacheMem * 2 ** 20,
       onProgress: terminalProgress("loading model"),
     });
     if (stopping) {

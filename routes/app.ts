@@ -33,6 +33,8 @@ export interface AppOptions {
   readonly maxBodyBytes?: number;
   /** Per-request generation limit in seconds (default 600; 0: none). */
   readonly timeoutSeconds?: number;
+  /** Seconds between SSE keep-alive comments while a stream waits (default 15; 0: none). */
+  readonly keepAliveSeconds?: number;
   readonly log?: Logger;
   readonly metrics?: Metrics;
 }
@@ -55,6 +57,7 @@ export function createApp(state: ServerState, options: AppOptions = {}): Hono<Ap
     metrics: options.metrics ?? new Metrics(),
     log: options.log ?? silentLogger,
     timeoutSeconds: options.timeoutSeconds ?? 600,
+    keepAliveSeconds: options.keepAliveSeconds ?? 15,
   };
   const known = new Set([...GENERATION, ...OPS, "/v1/models", "/tokenize", "/detokenize"]);
   const app = new Hono<AppEnv>();

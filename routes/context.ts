@@ -36,6 +36,8 @@ export interface Deps {
   readonly log: Logger;
   /** Per-request generation limit in seconds; 0: none. */
   readonly timeoutSeconds: number;
+  /** Seconds between SSE keep-alive comments while a stream waits; 0: none. */
+  readonly keepAliveSeconds: number;
 }
 
 /** Hono's environment: the variables middleware set for routes. */

@@ -104,6 +104,8 @@ export interface GenerationOptions {
  */
 export class Generation {
   readonly specs: readonly RunSpec[];
+  /** Seconds between SSE keep-alive comments while a stream waits (0: none). */
+  readonly keepAliveSeconds: number;
   readonly #ac = new AbortController();
   readonly #runs: AsyncIterable<GenerationEvent>[] = [];
   readonly #deps: Deps;
@@ -117,6 +119,7 @@ export class Generation {
   constructor(c: Context<AppEnv>, deps: Deps, specs: readonly RunSpec[], options: GenerationOptions) {
     const { param } = options;
     this.specs = specs;
+    this.keepAliveSeconds = deps.keepAliveSeconds;
     this.#deps = deps;
     this.#rec = c.get("record");
     this.#rec.user = options.user ?? undefined;
@@ -247,7 +250,7 @@ export async function respond(
   stream: boolean,
   body: { chunks: () => AsyncIterable<unknown>; whole: () => Promise<unknown> },
 ): Promise<Response> {
-  if (stream) return sseResponse(c, body.chunks(), gen);
+  if (stream) return sseResponse(c, body.chunks(), gen, gen.keepAliveSeconds);
   try {
     return c.json(await body.whole());
   } finally {

@@ -134,6 +134,18 @@ export class Metrics {
         "Seconds spent in forward steps.",
         s?.stepSeconds ?? 0,
       ),
+      gauge("bn_prompt_cache_bytes", "Bytes of prompt KV kept in host memory.", s?.promptCache?.bytes ?? 0),
+      gauge(
+        "bn_prompt_cache_capacity_bytes",
+        "Most bytes of prompt KV kept in host memory (--cache-mem).",
+        s?.promptCache?.capacityBytes ?? 0,
+      ),
+      single(
+        "counter",
+        "bn_prompt_cache_restored_tokens_total",
+        "Prompt positions restored from the host-memory prompt cache.",
+        s?.promptCache?.hitTokens ?? 0,
+      ),
     ].join("\n") + "\n";
   }
 }

@@ -7,6 +7,8 @@
 import { type ChatMessage, chatStopIds, encodeChat } from "../text/chat_template.ts";
 import { ContextOverflowError } from "./errors.ts";
 import { loadModel, type LoadOptions } from "../model/loader.ts";
+import { PromptCache } from "./prompt_cache.ts";
+import { ReplyMemory } from "../text/reply_memory.ts";
 import { type ModelRuntime } from "./runtime.ts";
 import { Scheduler, type SchedulerStats } from "./scheduler.ts";
 import { type GenerateRequest, type GenerationEvent, Sequence } from "./sequence.ts";
@@ -18,7 +20,15 @@ export interface EngineOptions extends LoadOptions {
   readonly maxQueue?: number;
   /** Prompt tokens per step while other sequences decode (default 32). */
   readonly prefillChunk?: number;
+  /**
+   * Bytes of host memory for prompt KV states evicted from the slots (default
+   * {@linkcode DEFAULT_CACHE_MEM}; 0: off).
+   */
+  readonly cacheMemBytes?: number;
 }
+
+/** Default size of the host-memory prompt cache: 256 MiB (about 3,400 positions of 2B4T). */
+export const DEFAULT_CACHE_MEM = 256 * 2 ** 20;
 
 /** What the server reports about the loaded model. */
 export interface ModelInfo {
@@ -61,6 +71,7 @@ export class Engine {
   readonly stopTokens: readonly number[];
   readonly runtime: ModelRuntime;
   readonly #scheduler: Scheduler;
+  readonly #replies: ReplyMemory;
 
   private constructor(info: ModelInfo, tokenizer: Tokenizer, runtime: ModelRuntime, scheduler: Scheduler) {
     this.info = info;
@@ -68,6 +79,7 @@ export class Engine {
     this.runtime = runtime;
     this.stopTokens = chatStopIds(tokenizer);
     this.#scheduler = scheduler;
+    this.#replies = new ReplyMemory(tokenizer);
   }
 
   /** Loads the GGUF at `path`, its tokenizer, and starts the kernel workers. */
@@ -110,26 +122,35 @@ export class Engine {
       loadMs,
       memory: Object.freeze({ total: plan.totalBytes, ...plan.bytes }),
     });
+    const cacheMem = options.cacheMemBytes ?? DEFAULT_CACHE_MEM;
     const scheduler = new Scheduler(runtime, {
       maxQueue: options.maxQueue ?? 16,
       prefillChunk: options.prefillChunk ?? 32,
+      promptCache: cacheMem > 0 ? new PromptCache(cacheMem, runtime.kv.bytesPerToken) : undefined,
     });
     return new Engine(info, tokenizer, runtime, scheduler);
   }
 
   /** One line for start-up logs: model, kernel, threads, memory. */
   describe(): string {
-    const i = this.info, m = i.memory;
+    const i = this.info, m = i.memory, pc = this.#scheduler.stats.promptCache;
+    const cache = pc ? `prompt cache up to ${formatBytes(pc.capacityBytes)}` : "prompt cache off";
     return `${i.id} (${i.arch}, ${i.activation}, head ${i.headType}) | kernel ${i.kernel} x ${i.threads} threads | ` +
       `${i.nSlots} slot(s) x ${i.nCtx} ctx | memory ${formatBytes(m.total)} (weights ${
         formatBytes(m.weights)
       }, ` +
-      `KV ${formatBytes(m.kv)}, scratch ${formatBytes(m.scratch)}) | loaded in ${i.loadMs.toFixed(0)} ms`;
+      `KV ${formatBytes(m.kv)}, scratch ${formatBytes(m.scratch)}) | ${cache} | loaded in ${
+        i.loadMs.toFixed(0)
+      } ms`;
   }
 
-  /** The chat prompt in the trained 2B4T format, with exactly one BOS. */
+  /**
+   * The chat prompt in the trained 2B4T format, with exactly one BOS. An assistant message whose
+   * text this engine generated recently is given the token ids it generated (see
+   * {@linkcode ReplyMemory}), so the history matches the KV cache that turn left behind.
+   */
   encodeChat(messages: readonly ChatMessage[]): number[] {
-    return encodeChat(this.tokenizer, messages);
+    return encodeChat(this.tokenizer, messages, { replyTokens: (text) => this.#replies.lookup(text) });
   }
 
   /**
@@ -153,6 +174,7 @@ export class Engine {
       throw new ContextOverflowError(n, request.maxTokens, this.info.nCtx);
     }
     const seq = new Sequence(request, this.tokenizer, this.stopTokens, signal);
+    seq.onFinish = (ids, text) => this.#replies.remember(ids, text);
     if (signal?.aborted) throw signal.reason;
     this.#scheduler.submit(seq);
     return seq.events;

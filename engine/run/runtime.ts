@@ -7,6 +7,7 @@
 import { BN_CMD, BN_STATUS } from "../../wasm/loader.ts";
 import type { KernelVariant } from "../../wasm/loader.ts";
 import type { CtxWriter } from "./ctx_writer.ts";
+import { SlotKv } from "./kv_slots.ts";
 import type { MemoryPlan } from "../model/memory_plan.ts";
 import type { ModelConfig } from "../model/model_config.ts";
 import type { ThreadPool } from "./thread_pool.ts";
@@ -43,6 +44,8 @@ export class ModelRuntime {
   /** How the LM head is stored in memory ("F16", "Q8_0", ...). */
   readonly headType: string;
   readonly memory: WebAssembly.Memory;
+  /** The KV cache's slots, for saving, restoring and copying prompt prefixes between steps. */
+  readonly kv: SlotKv;
   readonly #pool: ThreadPool;
   readonly #ctx: CtxWriter;
   #closed = false;
@@ -65,6 +68,8 @@ export class ModelRuntime {
     this.kernel = args.kernel;
     this.headType = args.headType;
     this.memory = args.memory;
+    const { nLayers, nKvHeads, headDim } = args.config, { nSlots, nCtx } = args.sizes;
+    this.kv = new SlotKv(args.memory, args.plan, { nLayers, nKvHeads, headDim, nSlots, nCtx });
     this.#pool = args.pool;
     this.#ctx = args.ctx;
   }

@@ -3,8 +3,11 @@
  * step gathers one decode token of each generating sequence plus prefill chunks of new ones into a
  * single forward call, so one pass over the weights serves every active sequence.
  *
- * - Admission picks the free slot whose cached tokens share the longest prefix with the prompt
- *   and reuses that part of its KV cache (multi-turn chats re-send their history).
+ * - Admission reuses the longest cached prefix of the prompt (multi-turn chats re-send their
+ *   history): a free slot is chosen so that no conversation is evicted for nothing
+ *   ({@linkcode chooseSlot}), the prefix is copied from whichever slot holds it, and a slot's
+ *   cache that is about to be overwritten is saved to the host-memory {@linkcode PromptCache}
+ *   (when there is one), from which a later prompt restores it.
  * - While sequences are decoding, a new prompt joins in chunks of at most `prefillChunk` tokens, so
  *   running streams keep flowing.
  * - A cancelled sequence (its signal aborted: client gone, timeout) leaves before the next step;
@@ -17,13 +20,17 @@
  */
 import { DrainingError, EngineUnavailableError, QueueFullError } from "./errors.ts";
 import { ForwardAbortedError, type ModelRuntime } from "./runtime.ts";
+import type { PromptCache, PromptCacheStats } from "./prompt_cache.ts";
 import type { Sequence } from "./sequence.ts";
+import { chooseSlot } from "./slot_choice.ts";
 
 export interface SchedulerOptions {
   /** Requests that may wait for a slot; more get QueueFullError. */
   readonly maxQueue: number;
   /** Prompt tokens per step while other sequences are decoding. */
   readonly prefillChunk: number;
+  /** Host-memory cache of prompt KV states; none: only the slots' caches are reused. */
+  readonly promptCache?: PromptCache;
 }
 
 /** Counters and gauges for /metrics and /health. */
@@ -38,12 +45,16 @@ export interface SchedulerStats {
   readonly cachedPromptTokens: number;
   readonly generatedTokens: number;
   readonly stepSeconds: number;
+  /** The host-memory prompt cache, when there is one. */
+  readonly promptCache: PromptCacheStats | null;
 }
 
 interface Slot {
   /** Tokens whose K/V are in this slot's cache, by position. */
   tokens: number[];
   seq: Sequence | null;
+  /** Admission / release clock: the least recently used free slot is evicted first. */
+  lastUsed: number;
 }
 
 interface Row {
@@ -64,12 +75,16 @@ export class Scheduler {
   #draining = false;
   #broken: Error | null = null;
   #idle: (() => void)[] = [];
+  #clock = 0;
   #stats = { steps: 0, promptTokens: 0, cachedPromptTokens: 0, generatedTokens: 0, stepSeconds: 0 };
 
   constructor(runtime: ModelRuntime, options: SchedulerOptions) {
     this.#rt = runtime;
     this.#opts = options;
-    this.#slots = Array.from({ length: runtime.sizes.nSlots }, () => ({ tokens: [], seq: null }));
+    this.#slots = Array.from(
+      { length: runtime.sizes.nSlots },
+      () => ({ tokens: [], seq: null, lastUsed: 0 }),
+    );
   }
 
   /** Queues `seq`; throws when the queue is full, the engine drains, or it has failed. */
@@ -94,6 +109,7 @@ export class Scheduler {
       maxQueue: this.#opts.maxQueue,
       draining: this.#draining,
       ...this.#stats,
+      promptCache: this.#opts.promptCache?.stats ?? null,
     };
   }
 
@@ -147,33 +163,64 @@ export class Scheduler {
       const seq = slot.seq;
       if (!seq) continue;
       if (seq.cancelled && !seq.finished) seq.fail(seq.signal!.reason);
-      if (seq.finished) slot.seq = null;
+      if (seq.finished) {
+        slot.seq = null;
+        slot.lastUsed = ++this.#clock;
+      }
     }
   }
 
   #admit(): void {
     while (this.#queue.length) {
-      const free = this.#slots.filter((s) => !s.seq);
-      if (!free.length) return;
-      const seq = this.#queue.shift()!;
+      const views = this.#slots.map((s) => ({ tokens: s.tokens, busy: !!s.seq, lastUsed: s.lastUsed }));
+      const seq = this.#queue[0];
       const prompt = seq.request.prompt;
-      let best = free[0], bestLen = -1;
       // prompt logprobs need the logits of every prompt position: nothing can be reused
       const reusable = seq.request.promptLogprobs ? 0 : prompt.length - 1;
-      for (const slot of free) {
-        const limit = Math.min(slot.tokens.length, reusable);
-        let n = 0;
-        while (n < limit && slot.tokens[n] === prompt[n]) n++;
-        if (n > bestLen) [best, bestLen] = [slot, n];
-      }
-      best.seq = seq;
-      best.tokens.length = bestLen;
-      seq.slot = this.#slots.indexOf(best);
+      const choice = chooseSlot(views, prompt, reusable);
+      if (!choice) return;
+      this.#queue.shift();
+      const slot = this.#slots[choice.slot];
+      const n = this.#fill(choice.slot, prompt, reusable, choice);
+      slot.seq = seq;
+      slot.tokens = prompt.slice(0, n);
+      slot.lastUsed = ++this.#clock;
+      seq.slot = choice.slot;
       seq.admittedAt = performance.now();
-      seq.fed = bestLen;
-      seq.cachedTokens = bestLen;
-      this.#stats.cachedPromptTokens += bestLen;
+      seq.fed = n;
+      seq.cachedTokens = n;
+      this.#stats.cachedPromptTokens += n;
     }
+  }
+
+  /**
+   * Puts the longest available prefix of `prompt` into slot `index`: what it keeps, then a copy
+   * from a slot that holds more, then blocks of the host cache beyond that. What the slot held
+   * beyond its kept prefix is saved to the host cache first. Returns the positions now in place.
+   */
+  #fill(index: number, prompt: readonly number[], reusable: number, choice: {
+    keep: number;
+    source: number;
+    sourceLength: number;
+  }): number {
+    const kv = this.#rt.kv, cache = this.#opts.promptCache, slot = this.#slots[index];
+    let n = choice.keep;
+    if (cache?.enabled && slot.tokens.length > n) {
+      cache.save(slot.tokens, slot.tokens.length, (from, to) => kv.read(index, from, to));
+    }
+    if (choice.sourceLength > n) {
+      kv.copy(choice.source, index, n, choice.sourceLength);
+      n = choice.sourceLength;
+    }
+    if (cache?.enabled && reusable - n >= cache.blockTokens) {
+      const blocks = cache.lookup(prompt, reusable, n), b = cache.blockTokens;
+      for (let i = Math.floor(n / b); i < blocks.length; i++) {
+        const first = Math.max(0, n - i * b);
+        kv.write(index, i * b, blocks[i], b, first);
+      }
+      n = Math.max(n, blocks.length * b);
+    }
+    return n;
   }
 
   /** The rows of the next step: decode tokens first, then prefill chunks. */

@@ -94,6 +94,9 @@ export class Sequence {
   /** The sampled token not yet fed back (decode phase). */
   pending = -1;
   finished = false;
+  /** Called once when the sequence ends normally, with its generated ids and the text released. */
+  onFinish?: (ids: readonly number[], text: string) => void;
+  #text = "";
 
   constructor(
     request: GenerateRequest,
@@ -154,6 +157,7 @@ export class Sequence {
     this.generated++;
     this.#history.push(id);
     const { emit, stopped } = this.#stop.push(this.#decoder.push(id));
+    this.#text += emit;
     this.events.push({ type: "token", id, text: emit, logprob: lp });
     if (stopped) return this.#finish("stop", true);
     if (this.generated >= this.request.maxTokens) return this.#finish("length");
@@ -171,6 +175,7 @@ export class Sequence {
     this.finished = true;
     this.pending = -1;
     const tail = stopped ? "" : this.#stop.push(this.#decoder.flush()).emit + this.#stop.flush();
+    this.onFinish?.(this.#history.slice(this.promptLength), this.#text + tail);
     const end = this.firstTokenAt ? performance.now() : 0;
     const decodeMs = this.firstTokenAt ? end - this.firstTokenAt : 0;
     this.events.push({

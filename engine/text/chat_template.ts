@@ -17,6 +17,12 @@
  * the template's own `<|eot_id|>` by id, so a user who types `<|eot_id|>` gets plain text tokens,
  * never a turn boundary.
  *
+ * Replies: an assistant message is tokenized as `"Assistant: "` and then its content on its own,
+ * exactly as the model saw it when it wrote the reply after the generation prompt (and as the
+ * embedded model was trained on its final turn). A caller that remembers the tokens it generated
+ * can pass them back ({@linkcode ChatTemplateOptions.replyTokens}), so a conversation's history is
+ * token for token what its KV cache holds and a follow-up turn recomputes only its new message.
+ *
  * @module
  */
 
@@ -35,10 +41,19 @@ export interface ChatMessage {
 export interface ChatTemplateOptions {
   /** Append `"Assistant: "` so the model writes the next reply; default true. */
   addGenerationPrompt?: boolean;
+  /**
+   * The token ids to use for an assistant message's (trimmed) content, when the caller knows them
+   * (the ids it generated for that text); undefined: tokenize the text. The ids must decode to
+   * exactly that text.
+   */
+  replyTokens?: (content: string) => readonly number[] | undefined;
 }
 
-/** A piece of a rendered chat: plain text, or the end-of-turn special token. */
-export type ChatSegment = { kind: "text"; text: string } | { kind: "eot" };
+/**
+ * A piece of a rendered chat: plain text (`reply`: an assistant message's content), or the
+ * end-of-turn special token.
+ */
+export type ChatSegment = { kind: "text"; text: string; reply?: boolean } | { kind: "eot" };
 
 const EOT_TEXT = "<|eot_id|>";
 const ROLE_PREFIX: Readonly<Record<ChatRole, string>> = {
@@ -49,6 +64,11 @@ const ROLE_PREFIX: Readonly<Record<ChatRole, string>> = {
 // Python's str.strip() whitespace (str.isspace), which differs from String.prototype.trim().
 const PY_SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "g");
+
+/** Python's `str.strip()` (Jinja's `trim`): the template's trimming of message content. */
+export function pyStrip(text: string): string {
+  return text.replace(PY_STRIP, "");
+}
 
 /**
  * Renders messages as segments: text to tokenize as plain text, and end-of-turn markers.
@@ -79,7 +99,11 @@ export function chatSegments(
         `Cannot render chat: messages[${i}].content is ${typeof m.content}, expected a string`,
       );
     }
-    out.push({ kind: "text", text: prefix + m.content.replace(PY_STRIP, "") }, { kind: "eot" });
+    const content = pyStrip(m.content);
+    if (m.role === "assistant") {
+      out.push({ kind: "text", text: prefix }, { kind: "text", text: content, reply: true });
+    } else out.push({ kind: "text", text: prefix + content });
+    out.push({ kind: "eot" });
   });
   if (options.addGenerationPrompt ?? true) out.push({ kind: "text", text: ROLE_PREFIX.assistant });
   return out;
@@ -105,7 +129,8 @@ export function renderChat(messages: readonly ChatMessage[], options: ChatTempla
  * Renders and tokenizes a chat: one BOS (if the model adds BOS), message text as plain text, and the
  * end-of-turn token by id (`tokenizer.eotId`, else EOS when the vocabulary has no end-of-turn token).
  * Token for token the same as the Hugging Face tokenizer on the rendered string when no message
- * contains special-token text.
+ * contains special-token text, except that an assistant message's content is tokenized apart from
+ * its `"Assistant: "` prefix (see the module doc), or given by `options.replyTokens`.
  *
  * @example
  * ```ts
@@ -124,7 +149,12 @@ export function encodeChat(
   const ids: number[] = tokenizer.addBos ? [tokenizer.bosId] : [];
   for (const seg of chatSegments(messages, options)) {
     if (seg.kind === "eot") ids.push(eot);
-    else for (const id of tokenizer.encode(seg.text, { addBos: false, parseSpecial: false })) ids.push(id);
+    else {
+      const known = seg.reply ? options.replyTokens?.(seg.text) : undefined;
+      for (const id of known ?? tokenizer.encode(seg.text, { addBos: false, parseSpecial: false })) {
+        ids.push(id);
+      }
+    }
   }
   return ids;
 }

@@ -34,9 +34,16 @@ export interface Harness {
 export const ENGINE_OPTIONS: EngineOptions = { threads: 2, nCtx: 256, nSlots: 2, maxQueue: 2 };
 
 export async function harness(
-  options: { engine?: EngineOptions; app?: AppOptions; model?: Parameters<typeof tinyModel>[0] } = {},
+  options: {
+    engine?: EngineOptions;
+    app?: AppOptions;
+    model?: Parameters<typeof tinyModel>[0];
+    /** A model file instead of a tiny synthetic one. */
+    path?: string;
+  } = {},
 ): Promise<Harness> {
-  const engine = await Engine.load(await tinyModel(options.model), { ...ENGINE_OPTIONS, ...options.engine });
+  const path = options.path ?? await tinyModel(options.model);
+  const engine = await Engine.load(path, { ...ENGINE_OPTIONS, ...options.engine });
   const state = new ServerState(engine);
   const metrics = new Metrics();
   const logs: Record<string, unknown>[] = [];

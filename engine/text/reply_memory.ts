@@ -1,0 +1,90 @@
+/**
+ * The token ids of recent replies, by their text: when a client sends a reply back as history, the
+ * chat template uses the ids the model generated instead of re-tokenizing the text, so the prompt
+ * matches the KV cache of the turn that wrote it token for token (re-tokenizing can split the same
+ * text differently: the model is free to write "the" + "re" where the tokenizer would say "there").
+ *
+ * Only ids that decode to exactly the text are kept (no special tokens, no broken characters);
+ * leading and trailing whitespace tokens are dropped the way the template trims message content.
+ * Least recently used replies go first once the memory holds more than `maxTokens` ids.
+ *
+ * @module
+ */
+import { pyStrip } from "./chat_template.ts";
+import type { Tokenizer } from "./tokenizer.ts";
+
+/** Whitespace tokens looked at on each side of a reply when matching its trimmed text. */
+const EDGE = 8;
+
+/**
+ * Replies' token ids by trimmed text.
+ *
+ * @example
+ * ```ts ignore
+ * const memory = new ReplyMemory(tokenizer);
+ * memory.remember(generatedIds, " The jury said.\n");
+ * memory.lookup("The jury said."); // the generated ids of "The jury said." (whitespace trimmed)
+ * ```
+ */
+export class ReplyMemory {
+  readonly maxTokens: number;
+  readonly #tokenizer: Tokenizer;
+  readonly #replies = new Map<string, Int32Array>();
+  #tokens = 0;
+
+  constructor(tokenizer: Tokenizer, maxTokens = 1 << 20) {
+    this.#tokenizer = tokenizer;
+    this.maxTokens = maxTokens;
+  }
+
+  /** Replies held. */
+  get size(): number {
+    return this.#replies.size;
+  }
+
+  /** Keeps `ids` (a generated reply) for `text`, what the client received; false if they disagree. */
+  remember(ids: readonly number[], text: string): boolean {
+    const trimmed = pyStrip(text);
+    if (!trimmed) return false;
+    const kept = this.#trim(ids, text.slice(0, text.indexOf(trimmed)), trimmed);
+    if (!kept || kept.length > this.maxTokens) return false;
+    this.#drop(trimmed);
+    this.#replies.set(trimmed, kept);
+    this.#tokens += kept.length;
+    for (const [key, value] of this.#replies) {
+      if (this.#tokens <= this.maxTokens) break;
+      this.#replies.delete(key);
+      this.#tokens -= value.length;
+    }
+    return true;
+  }
+
+  /** The ids of the reply whose trimmed text is `content`, if remembered. */
+  lookup(content: string): readonly number[] | undefined {
+    const ids = this.#replies.get(content);
+    if (!ids) return undefined;
+    this.#replies.delete(content);
+    this.#replies.set(content, ids);
+    return Array.from(ids);
+  }
+
+  #drop(key: string): void {
+    const old = this.#replies.get(key);
+    if (!old) return;
+    this.#replies.delete(key);
+    this.#tokens -= old.length;
+  }
+
+  /** `ids[a, b)` that decodes to `trimmed` after `ids[0, a)` decoded to `lead`; null if none. */
+  #trim(ids: readonly number[], lead: string, trimmed: string): Int32Array | null {
+    const decode = (from: number, to: number) => this.#tokenizer.decode(ids.slice(from, to));
+    for (let a = 0; a <= Math.min(EDGE, ids.length); a++) {
+      if (decode(0, a) !== lead) continue;
+      for (let b = ids.length; b > a && b >= ids.length - EDGE; b--) {
+        if (decode(a, b) === trimmed) return Int32Array.from(ids.slice(a, b));
+      }
+      return null;
+    }
+    return null;
+  }
+}
