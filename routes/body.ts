@@ -31,14 +31,19 @@ export function fromZodError(error: z.ZodError): ApiError {
 }
 
 /**
- * Parses the body as strict UTF-8 JSON matching `schema`; unknown fields are dropped.
+ * Parses the body as strict UTF-8 JSON matching `schema`; unknown fields are dropped. `inspect`
+ * sees the parsed JSON before the schema does (to refuse or log fields the schema drops).
  *
  * @example
  * ```ts ignore
  * const body = await readJson(c, TokenizeRequest); // throws ApiError(400) on bad input
  * ```
  */
-export async function readJson<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+export async function readJson<S extends z.ZodType>(
+  c: Context,
+  schema: S,
+  inspect?: (json: unknown) => void,
+): Promise<z.infer<S>> {
   const bytes = new Uint8Array(await c.req.arrayBuffer());
   let text: string;
   try {
@@ -53,6 +58,7 @@ export async function readJson<S extends z.ZodType>(c: Context, schema: S): Prom
     const why = (e as Error).message.slice(0, 200);
     throw ApiError.badRequest(`The request body is not valid JSON: ${why}`, null, "invalid_json");
   }
+  inspect?.(json);
   const result = schema.safeParse(json);
   if (!result.success) throw fromZodError(result.error);
   return result.data;

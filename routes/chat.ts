@@ -12,18 +12,24 @@ import type { AppEnv, Deps } from "./context.ts";
 import { ApiError } from "./errors.ts";
 import { Generation, type Meta, respond, responseMeta, runSpecs } from "./generation.ts";
 import { type ChatLogprob, chatLogprob } from "./logprobs.ts";
+import { inspectFields } from "./fields.ts";
 import { ChatRequest } from "./schemas.ts";
+
+const IMPLEMENTED: ReadonlySet<string> = new Set(Object.keys(ChatRequest.shape));
 
 /** The chat routes. */
 export function chatRoutes(deps: Deps): Hono<AppEnv> {
   return new Hono<AppEnv>().post("/v1/chat/completions", async (c) => {
-    const body = await readJson(c, ChatRequest);
+    const body = await readJson(c, ChatRequest, inspectFields(c, deps, "chat", IMPLEMENTED));
     const engine = c.get("engine"), tok = engine.tokenizer;
     const prompt = engine.encodeChat(toMessages(body.messages));
     const logprobs = body.logprobs ? body.top_logprobs ?? 0 : undefined;
     const maxTokens = body.max_completion_tokens ?? body.max_tokens;
     const specs = runSpecs(engine, [prompt], body, { maxTokens, logprobs });
-    const gen = new Generation(c, deps, specs, { param: "messages", user: body.user });
+    const gen = new Generation(c, deps, specs, {
+      param: "messages",
+      user: body.user ?? body.safety_identifier,
+    });
     const meta = responseMeta(c, "chatcmpl");
     const usage = !!body.stream_options?.include_usage;
     return respond(c, gen, !!body.stream, {

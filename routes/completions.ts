@@ -2,7 +2,8 @@
  * `POST /v1/completions`: prompts (text or token ids) -> `n` generations each -> OpenAI's
  * `text_completion` object or stream. `echo` prepends the prompt; with `logprobs` it also returns
  * the prompt tokens' log-probabilities (first entry null), so perplexity can be measured through
- * the API with `max_tokens: 0`.
+ * the API with `max_tokens: 0`. `best_of` > `n` generates `best_of` per prompt and returns the `n`
+ * with the highest log-probability per token (OpenAI's definition; not streamable, all billed).
  *
  * @module
  */
@@ -12,26 +13,47 @@ import type { GenerationEvent, LogprobInfo } from "../engine/run/sequence.ts";
 import type { Tokenizer } from "../engine/text/tokenizer.ts";
 import { readJson } from "./body.ts";
 import type { AppEnv, Deps } from "./context.ts";
+import { ApiError } from "./errors.ts";
 import { checkIds, Generation, type Meta, respond, responseMeta, runSpecs } from "./generation.ts";
 import { type CompletionLogprobs, completionLogprobs } from "./logprobs.ts";
+import { inspectFields } from "./fields.ts";
 import { CompletionRequest } from "./schemas.ts";
+
+const IMPLEMENTED: ReadonlySet<string> = new Set(Object.keys(CompletionRequest.shape));
 
 /** The completions routes. */
 export function completionRoutes(deps: Deps): Hono<AppEnv> {
   return new Hono<AppEnv>().post("/v1/completions", async (c) => {
-    const body = await readJson(c, CompletionRequest);
+    const body = await readJson(c, CompletionRequest, inspectFields(c, deps, "completions", IMPLEMENTED));
     const engine = c.get("engine");
     const prompts = toPrompts(engine, body.prompt);
     const logprobs = body.logprobs ?? undefined, echo = !!body.echo;
-    const opts = { maxTokens: body.max_tokens, logprobs, promptLogprobs: echo && logprobs !== undefined };
+    const n = body.n ?? 1, bestOf = body.best_of ?? n;
+    if (bestOf < n) throw ApiError.badRequest(`best_of (${bestOf}) must be at least n (${n})`, "best_of");
+    if (bestOf > n && body.stream) {
+      throw ApiError.badRequest(
+        "best_of greater than n cannot be streamed: the best are known at the end",
+        "best_of",
+      );
+    }
+    const opts = {
+      maxTokens: body.max_tokens,
+      logprobs,
+      promptLogprobs: echo && logprobs !== undefined,
+      n: bestOf,
+      score: bestOf > n,
+    };
     const specs = runSpecs(engine, prompts.map((p) => p.ids), body, opts);
-    const gen = new Generation(c, deps, specs, { param: "prompt", user: body.user });
+    const gen = new Generation(c, deps, specs, {
+      param: "prompt",
+      user: body.user ?? body.safety_identifier,
+    });
     const f = new Formatter(gen, engine.tokenizer, echo ? prompts : null, logprobs !== undefined);
     const meta = responseMeta(c, "cmpl");
     const usage = !!body.stream_options?.include_usage;
     return respond(c, gen, !!body.stream, {
       chunks: () => f.chunks(meta, usage),
-      whole: () => f.completion(meta),
+      whole: () => f.completion(meta, bestOf > n ? n : undefined),
     });
   });
 }
@@ -65,6 +87,8 @@ function toPrompts(engine: Engine, prompt: CompletionRequest["prompt"]): Prompt[
 class Choice {
   text = "";
   finish = "length";
+  /** Mean log-probability per sampled token (`best_of`). */
+  score = 0;
   ids: number[] = [];
   infos: (LogprobInfo | null)[] = [];
   /** Where the pending tokens start in `text`. */
@@ -114,6 +138,7 @@ class Formatter {
       return ev.text ? [{ index: i, text: ev.text, logprobs: this.#add(i, ev.text) }] : [];
     }
     ch.finish = ev.finishReason;
+    ch.score = ev.meanLogprob ?? 0;
     const last = ev.text ? [{ index: i, text: ev.text, logprobs: this.#add(i, ev.text) }] : [];
     return [...last, { index: i, text: "", logprobs: this.#add(i, ""), finish_reason: ev.finishReason }];
   }
@@ -128,7 +153,8 @@ class Formatter {
     }));
   }
 
-  async completion(meta: Meta) {
+  /** The whole response; `best` keeps only that many choices per prompt, the highest scored. */
+  async completion(meta: Meta, best?: number) {
     const merged = this.#choices.map(() =>
       ({ tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] }) as CompletionLogprobs
     );
@@ -144,16 +170,28 @@ class Formatter {
     };
     collect(this.#echoFirst());
     for await (const [i, ev] of this.gen.events()) collect(this.#apply(i, ev));
+    let order = this.#choices.map((_, i) => i);
+    if (best !== undefined) {
+      const groups = new Map<number, number[]>(); // choices by prompt, in prompt order
+      for (const i of order) {
+        const p = this.gen.specs[i].promptIndex;
+        groups.set(p, [...groups.get(p) ?? [], i]);
+      }
+      const score = (i: number) => this.#choices[i].score;
+      order = [...groups.values()].flatMap((g) =>
+        g.sort((a, b) => score(b) - score(a) || a - b).slice(0, best)
+      );
+    }
     return {
       id: meta.id,
       object: "text_completion",
       created: meta.created,
       model: meta.model,
-      choices: this.#choices.map((ch, i) => ({
-        index: i,
-        text: ch.text,
+      choices: order.map((i, index) => ({
+        index,
+        text: this.#choices[i].text,
         logprobs: this.withLogprobs ? merged[i] : null,
-        finish_reason: ch.finish,
+        finish_reason: this.#choices[i].finish,
       })),
       usage: this.gen.usage(),
     };

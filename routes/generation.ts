@@ -25,16 +25,31 @@ export interface SpecOptions {
   readonly maxTokens?: number | null;
   readonly logprobs?: number;
   readonly promptLogprobs?: boolean;
+  /** Runs per prompt, instead of the body's `n`. */
+  readonly n?: number;
+  /** Sum each run's generated-token log-probabilities (`best_of`). */
+  readonly score?: boolean;
 }
 
-/** `n` runs per prompt (choice index = prompt * n + j), seeds `seed + index` when a seed is given. */
+/** `value` unless `alias` names a different one (400 naming the alias). */
+function aliased<T>(value: T | null | undefined, alias: T | null | undefined, name: string, of: string) {
+  if (value != null && alias != null && value !== alias) {
+    throw ApiError.badRequest(`'${name}' is another name of '${of}', and the two differ`, name);
+  }
+  return value ?? alias ?? undefined;
+}
+
+/**
+ * `n` runs per prompt (choice index = prompt * n + j), seeds `seed + index` when a seed is given;
+ * `o.n` overrides the body's `n` (`best_of`).
+ */
 export function runSpecs(
   engine: Engine,
   prompts: readonly number[][],
   body: CommonRequest,
   o: SpecOptions,
 ): RunSpec[] {
-  const n = body.n ?? 1, { slots, maxQueue } = engine.stats();
+  const n = o.n ?? body.n ?? 1, { slots, maxQueue } = engine.stats();
   if (n * prompts.length > slots + maxQueue) {
     const msg = `This server runs at most ${slots + maxQueue} generations per request (slots + queue), got ${
       n * prompts.length
@@ -48,26 +63,46 @@ export function runSpecs(
     }
   }
   const stop = typeof body.stop === "string" ? [body.stop] : body.stop ?? [];
+  const nPredict = body.n_predict != null && body.n_predict >= 0 ? body.n_predict : undefined;
+  const maxTokens = aliased(o.maxTokens, nPredict, "n_predict", "max_tokens");
+  const repetitionPenalty = aliased(
+    body.repetition_penalty,
+    body.repeat_penalty,
+    "repeat_penalty",
+    "repetition_penalty",
+  );
+  if (body.min_tokens != null && maxTokens !== undefined && body.min_tokens > maxTokens) {
+    throw ApiError.badRequest(
+      `min_tokens (${body.min_tokens}) is more than max_tokens (${maxTokens})`,
+      "min_tokens",
+    );
+  }
   return prompts.flatMap((prompt, promptIndex) =>
     Array.from({ length: n }, (_, j): RunSpec => ({
       promptIndex,
       request: {
         prompt,
-        maxTokens: o.maxTokens ?? Math.max(1, engine.info.nCtx - prompt.length),
+        maxTokens: maxTokens ?? Math.max(1, engine.info.nCtx - prompt.length),
         sampling: {
           temperature: body.temperature ?? undefined,
           topP: body.top_p ?? undefined,
           topK: body.top_k ?? undefined,
           minP: body.min_p ?? undefined,
+          typicalP: body.typical_p ?? undefined,
           presencePenalty: body.presence_penalty ?? undefined,
           frequencyPenalty: body.frequency_penalty ?? undefined,
-          repetitionPenalty: body.repetition_penalty ?? undefined,
+          repetitionPenalty,
+          penaltyLastN: body.repeat_last_n ?? undefined,
           logitBias: body.logit_bias ?? undefined,
           seed: body.seed == null ? undefined : body.seed + promptIndex * n + j,
         },
         stop,
         logprobs: o.logprobs,
         promptLogprobs: o.promptLogprobs,
+        minTokens: body.min_tokens ?? undefined,
+        ignoreEos: body.ignore_eos ?? undefined,
+        cachePrompt: body.cache_prompt ?? undefined,
+        score: o.score,
       },
     }))
   );

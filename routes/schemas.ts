@@ -1,7 +1,9 @@
 /**
- * zod schemas of the request bodies. Unknown fields are dropped (OpenAI clients send extras) and
- * every optional field also accepts `null`, as several clients send explicit nulls. Ranges follow
- * OpenAI where it has one.
+ * zod schemas of the request bodies. Unknown fields are dropped (OpenAI clients send extras; known
+ * fields that are not implemented are refused before, in `fields.ts`) and every optional field also
+ * accepts `null`, as several clients send explicit nulls. Ranges follow OpenAI where it has one;
+ * llama-server's sampling fields (`typical_p`, `repeat_penalty`, `repeat_last_n`, `ignore_eos`,
+ * `n_predict`, `cache_prompt`) and vLLM's `min_tokens` are accepted too.
  *
  * @module
  */
@@ -24,6 +26,23 @@ const common = {
   presence_penalty: num(-2, 2).nullish(),
   frequency_penalty: num(-2, 2).nullish(),
   repetition_penalty: z.number().gt(0).max(10).nullish(),
+  /** llama-server's name of repetition_penalty. */
+  repeat_penalty: z.number().gt(0).max(10).nullish(),
+  /** llama-server: the penalties' history window (0: off, -1: the whole context; default 64). */
+  repeat_last_n: int(-1, 2 ** 31).nullish(),
+  typical_p: z.number().gt(0).max(1).nullish(),
+  /** The end-of-turn tokens cannot end the reply before this many tokens (vLLM). */
+  min_tokens: int(0, 2 ** 31).nullish(),
+  /** llama-server: the end-of-turn tokens are never sampled; generation ends on max_tokens. */
+  ignore_eos: z.boolean().nullish(),
+  /** llama-server's name of max_tokens (-1: as many as fit). */
+  n_predict: int(-1, 2 ** 31).nullish(),
+  /** llama-server: reuse the KV cache of an earlier prompt (default true). */
+  cache_prompt: z.boolean().nullish(),
+  /** OpenAI's replacement of `user` for abuse monitoring (logged as the user). */
+  safety_identifier: z.string().max(256).nullish(),
+  /** OpenAI's prompt-cache routing hint: accepted; every prompt prefix is cached without one. */
+  prompt_cache_key: z.string().max(1024).nullish(),
   seed: int(-(2 ** 52), 2 ** 52).nullish(),
   stop: z.union([z.string().max(1000), z.array(z.string().max(1000)).max(MAX_STOP)], {
     error: `expected a string or an array of at most ${MAX_STOP} strings`,
@@ -69,6 +88,8 @@ export const CompletionRequest = z.object({
   ], { error: "expected a string, an array of strings, an array of token ids, or an array of those" }),
   echo: z.boolean().nullish(),
   logprobs: int(0, 20).nullish(),
+  /** Generate this many per prompt and return the `n` with the highest log-probability per token. */
+  best_of: int(1, 128).nullish(),
 });
 export type CompletionRequest = z.infer<typeof CompletionRequest>;
 

@@ -2,14 +2,19 @@
  * Token sampling from a logits row, and OpenAI-style log-probabilities.
  *
  * Order (each step sees the result of the previous one):
- * logit bias -> penalties -> temperature -> top-k -> top-p -> min-p -> draw.
+ * logit bias and bans -> penalties -> temperature -> top-k -> typical-p -> top-p -> min-p -> draw.
  *
  * - Logit bias is added; a bias of -100 or less bans the token (OpenAI: "-100 should result in a
  *   ban"), i.e. sets it to -Infinity.
  * - Repetition penalty as llama.cpp over the distinct tokens of the last `penaltyLastN` history
  *   tokens: positive logits are divided by it, others multiplied. Presence / frequency as OpenAI:
  *   `logit -= frequencyPenalty * count + presencePenalty * (count > 0)` over the same window.
+ * - Tokens banned for one step (`sample()`'s `banned`: end-of-turn before `min_tokens`) get
+ *   -Infinity like a -100 bias.
  * - Temperature <= 1e-6 is greedy: argmax, ties to the lowest id (no random number is drawn).
+ * - typical-p (llama.cpp's `typical_p`) keeps the tokens whose surprisal is closest to the entropy
+ *   until their mass reaches p ({@linkcode typicalFilter}); min-p then compares with the most
+ *   likely token it kept.
  * - top-k keeps the k largest, top-p the smallest prefix (by probability) whose mass reaches p
  *   (p = 0 keeps only the most likely token), min-p the tokens with p >= minP * p_max; ties are
  *   ordered by id. Nothing sorts the vocabulary: top-k is a bounded heap (then only its k
@@ -22,6 +27,8 @@
  * @module
  */
 
+import { typicalFilter, TypicalScratch } from "./_typical.ts";
+
 /** Sampling settings of one request. */
 export interface SamplingParams {
   /** 0 (or <= 1e-6) is greedy. */
@@ -32,6 +39,8 @@ export interface SamplingParams {
   topP: number;
   /** <= 0: off. */
   minP: number;
+  /** Locally typical sampling mass; >= 1: off. */
+  typicalP: number;
   /** 1: off. */
   repetitionPenalty: number;
   presencePenalty: number;
@@ -50,6 +59,7 @@ export const DEFAULT_SAMPLING_PARAMS: Readonly<SamplingParams> = Object.freeze({
   topK: 0,
   topP: 1,
   minP: 0,
+  typicalP: 1,
   repetitionPenalty: 1,
   presencePenalty: 0,
   frequencyPenalty: 0,
@@ -95,6 +105,7 @@ export class Sampler {
   #ids = new Int32Array(0);
   #heap = new Int32Array(0);
   #mass = new Float64Array(BUCKETS);
+  #typicalScratch = new TypicalScratch();
 
   constructor(params: Partial<SamplingParams> = {}, vocabSize?: number) {
     const p = { ...DEFAULT_SAMPLING_PARAMS, ...stripUndefined(params) };
@@ -102,6 +113,7 @@ export class Sampler {
     check(Number.isInteger(p.topK), "topK", p.topK, "an integer");
     check(p.topP >= 0 && p.topP <= 1, "topP", p.topP, "in [0, 1]");
     check(p.minP >= 0 && p.minP <= 1, "minP", p.minP, "in [0, 1]");
+    check(p.typicalP > 0 && p.typicalP <= 1, "typicalP", p.typicalP, "in (0, 1]");
     check(
       p.repetitionPenalty > 0 && p.repetitionPenalty < Infinity,
       "repetitionPenalty",
@@ -132,12 +144,13 @@ export class Sampler {
 
   /**
    * Picks the next token. `logits` is not modified; `history` holds the previous tokens (prompt
-   * and/or generated, the caller decides) for the penalties.
+   * and/or generated, the caller decides) for the penalties; `banned` tokens cannot be picked.
    */
-  sample(logits: Float32Array, history: ArrayLike<number> = []): number {
+  sample(logits: Float32Array, history: ArrayLike<number> = [], banned: readonly number[] = []): number {
     const n = logits.length;
     if (n === 0) throw new RangeError("Cannot sample from an empty logits row");
     const w = this.#prepare(logits, history);
+    for (const id of banned) if (id >= 0 && id < n) w[id] = -Infinity;
     let best = -1, m = -Infinity, nan = false;
     for (let i = 0; i < n; i++) {
       const x = w[i];
@@ -164,6 +177,7 @@ export class Sampler {
     const e = this.#weightsFor(k);
     let z = 0;
     for (let j = 0; j < k; j++) z += e[j] = Math.exp((w[ids[j]] - m) * invT);
+    [z, floor] = this.#typical(e, k, z, m, invT, floor);
     let keep = k;
     if (this.params.topP < 1) {
       const target = this.params.topP * z;
@@ -194,6 +208,7 @@ export class Sampler {
     const e = this.#weightsFor(n);
     let z = 0;
     for (let i = 0; i < n; i++) z += e[i] = Math.exp((w[i] - m) * invT);
+    [z, floor] = this.#typical(e, n, z, m, invT, floor);
     const topP = this.params.topP;
     if (topP >= 1) {
       let total = 0;
@@ -244,6 +259,24 @@ export class Sampler {
       if (r < 0) return ids[j];
     }
     return ids[len - 1];
+  }
+
+  /**
+   * typical-p over the weights `e[0, len)` (in place); returns the kept sum and the min-p floor
+   * (a logit) moved to the most likely kept token.
+   */
+  #typical(
+    e: Float64Array,
+    len: number,
+    z: number,
+    m: number,
+    invT: number,
+    floor: number,
+  ): [number, number] {
+    const { typicalP, minP } = this.params;
+    if (typicalP >= 1) return [z, floor];
+    const kept = typicalFilter(e, len, z, typicalP, this.#typicalScratch);
+    return [kept.z, minP > 0 ? m + (Math.log(kept.max) + Math.log(minP)) / invT : floor];
   }
 
   #weightsFor(n: number): Float64Array {

@@ -175,8 +175,11 @@ export class Scheduler {
       const views = this.#slots.map((s) => ({ tokens: s.tokens, busy: !!s.seq, lastUsed: s.lastUsed }));
       const seq = this.#queue[0];
       const prompt = seq.request.prompt;
-      // prompt logprobs need the logits of every prompt position: nothing can be reused
-      const reusable = seq.request.promptLogprobs ? 0 : prompt.length - 1;
+      // prompt logprobs need the logits of every prompt position: nothing can be reused (nor when
+      // the request says not to)
+      const reusable = seq.request.promptLogprobs || seq.request.cachePrompt === false
+        ? 0
+        : prompt.length - 1;
       const choice = chooseSlot(views, prompt, reusable);
       if (!choice) return;
       this.#queue.shift();

@@ -26,6 +26,14 @@ export interface GenerateRequest {
   readonly logprobs?: number;
   /** Log-probabilities of the prompt tokens (for `echo` + `logprobs`, perplexity through the API). */
   readonly promptLogprobs?: boolean;
+  /** The stop tokens cannot be sampled before this many tokens are generated (default 0). */
+  readonly minTokens?: number;
+  /** The stop tokens are never sampled (llama.cpp's `ignore_eos`); generation ends on length. */
+  readonly ignoreEos?: boolean;
+  /** Report `done.meanLogprob` (for `best_of`). */
+  readonly score?: boolean;
+  /** Reuse cached KV of an earlier prompt (default true; false: compute the whole prompt). */
+  readonly cachePrompt?: boolean;
 }
 
 /** Log-probability of one token and the most likely alternatives. */
@@ -66,6 +74,11 @@ export type GenerationEvent =
     readonly finishReason: FinishReason;
     readonly usage: Usage;
     readonly timings: Timings;
+    /**
+     * Mean log-probability of the sampled tokens, the stop token included (the reply's
+     * log-probability per token), when the request asked for `score`; 0 if nothing was sampled.
+     */
+    readonly meanLogprob?: number;
   };
 
 /** A submitted request inside the scheduler. */
@@ -78,6 +91,7 @@ export class Sequence {
   readonly #decoder: IncrementalDecoder;
   readonly #stop: StopStringMatcher;
   readonly #stopTokens: ReadonlySet<number>;
+  readonly #stopList: readonly number[];
   readonly #history: number[];
   readonly #promptLogprobs: (LogprobInfo | null)[] = [];
   /** Tokens the tokenizer knows: embedding rows beyond it are never sampled or scored. */
@@ -97,6 +111,8 @@ export class Sequence {
   /** Called once when the sequence ends normally, with its generated ids and the text released. */
   onFinish?: (ids: readonly number[], text: string) => void;
   #text = "";
+  #logprobSum = 0;
+  #scored = 0;
 
   constructor(
     request: GenerateRequest,
@@ -110,6 +126,7 @@ export class Sequence {
     this.#decoder = new IncrementalDecoder(tokenizer, { skipSpecial: true });
     this.#stop = new StopStringMatcher(request.stop ?? []);
     this.#stopTokens = new Set(request.stopTokens ?? defaultStops);
+    this.#stopList = [...this.#stopTokens];
     this.#history = [...request.prompt];
     this.#vocab = tokenizer.vocabSize;
     if (request.promptLogprobs) this.#promptLogprobs.push(null);
@@ -147,12 +164,17 @@ export class Sequence {
    */
   next(all: Float32Array, nCtx: number): boolean {
     const logits = all.subarray(0, this.#vocab);
-    const id = this.#sampler.sample(logits, this.#history);
+    const ban = this.request.ignoreEos || this.generated < (this.request.minTokens ?? 0);
+    const id = this.#sampler.sample(logits, this.#history, ban ? this.#stopList : []);
     const now = performance.now();
     if (!this.firstTokenAt) this.firstTokenAt = now;
     const lp = this.request.logprobs !== undefined
       ? tokenLogprobs(logits, id, this.request.logprobs)
       : undefined;
+    if (this.request.score) {
+      this.#logprobSum += lp?.logprob ?? tokenLogprobs(logits, id, 0).logprob;
+      this.#scored++;
+    }
     if (this.#stopTokens.has(id)) return this.#finish("stop");
     this.generated++;
     this.#history.push(id);
@@ -195,6 +217,7 @@ export class Sequence {
           ? ((this.generated - 1) * 1000) / decodeMs
           : 0,
       },
+      ...(this.request.score ? { meanLogprob: this.#scored ? this.#logprobSum / this.#scored : 0 } : {}),
     });
     this.events.close();
     return false;
