@@ -32,9 +32,9 @@ export function planMiB(nCtx: number, nSlots: number): number {
   return WEIGHTS_MIB + kvCacheBytes(SHAPE_2B4T, { nCtx, nSlots }) / MIB + SCRATCH_MIB + OTHER_MIB;
 }
 
-/** The least memory limit (MiB): plan total + runtime + threads. */
-export function budgetMiB(nCtx: number, nSlots: number, threads: number): number {
-  return planMiB(nCtx, nSlots) + RUNTIME_MIB + PER_THREAD_MIB * threads;
+/** The least memory limit (MiB): plan total + the prompt cache (BN_CACHE_MEM) + runtime + threads. */
+export function budgetMiB(nCtx: number, nSlots: number, threads: number, cacheMiB: number): number {
+  return planMiB(nCtx, nSlots) + cacheMiB + RUNTIME_MIB + PER_THREAD_MIB * threads;
 }
 
 /** "1792Mi", "2Gi", "1700M" (systemd's M is MiB) -> MiB. */

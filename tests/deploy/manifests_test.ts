@@ -107,7 +107,7 @@ Deno.test("the Deployment is sized from the memory plan and runs locked down", (
   const plan = planMiB(Number(env.BN_CTX), Number(env.BN_SLOTS));
   assert(Math.abs(plan - 1474.6) < 3, `plan ${plan} MiB = the 1.44 GiB the server prints`);
   const memory = parseMiB(limits.memory);
-  const budget = budgetMiB(Number(env.BN_CTX), Number(env.BN_SLOTS), threads);
+  const budget = budgetMiB(Number(env.BN_CTX), Number(env.BN_SLOTS), threads, Number(env.BN_CACHE_MEM));
   assert(memory >= budget && memory <= budget * 1.15, `limit ${memory} MiB for a budget of ${budget} MiB`);
 
   assertEquals(pod.securityContext.runAsNonRoot, true);

@@ -80,7 +80,12 @@ Deno.test("the unit restarts on failure, outlasts the drain, and has the pod's m
     `TimeoutStopSec ${one("TimeoutStopSec")} vs grace ${grace}`,
   );
   const max = parseMiB(one("MemoryMax")!), high = parseMiB(one("MemoryHigh")!);
-  const budget = budgetMiB(Number(env.BN_CTX), Number(env.BN_SLOTS), Number(env.BN_THREADS));
+  const budget = budgetMiB(
+    Number(env.BN_CTX),
+    Number(env.BN_SLOTS),
+    Number(env.BN_THREADS),
+    Number(env.BN_CACHE_MEM),
+  );
   assert(
     high >= budget && max > high && max <= budget * 1.15,
     `MemoryHigh ${high}, MemoryMax ${max}, budget ${budget}`,
@@ -93,7 +98,7 @@ Deno.test("the unit restarts on failure, outlasts the drain, and has the pod's m
   const podEnv = Object.fromEntries(
     container.env.map((e: { name: string; value: string }) => [e.name, e.value]),
   );
-  for (const k of ["BN_CTX", "BN_SLOTS", "BN_THREADS", "BN_GRACE", "BN_PORT"]) {
+  for (const k of ["BN_CTX", "BN_SLOTS", "BN_THREADS", "BN_GRACE", "BN_PORT", "BN_CACHE_MEM"]) {
     assertEquals(env[k], podEnv[k], k);
   }
 });
