@@ -44,7 +44,7 @@ export interface ChatTemplateOptions {
   /**
    * The token ids to use for an assistant message's (trimmed) content, when the caller knows them
    * (the ids it generated for that text); undefined: tokenize the text. The ids must decode to
-   * exactly that text.
+   * that text, with at most the whitespace the model wrote around it.
    */
   replyTokens?: (content: string) => readonly number[] | undefined;
 }

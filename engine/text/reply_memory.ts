@@ -4,8 +4,10 @@
  * matches the KV cache of the turn that wrote it token for token (re-tokenizing can split the same
  * text differently: the model is free to write "the" + "re" where the tokenizer would say "there").
  *
- * Only ids that decode to exactly the text are kept (no special tokens, no broken characters);
- * leading and trailing whitespace tokens are dropped the way the template trims message content.
+ * Only ids that decode to exactly the text the client received are kept (no special tokens; the
+ * tokens past a stop string are dropped). They are found by the text as the template trims it, and
+ * keep the whitespace the model wrote around it: the history is then exactly what the model wrote
+ * and what its KV cache holds.
  * Least recently used replies go first once the memory holds more than `maxTokens` ids.
  *
  * @module
@@ -13,7 +15,7 @@
 import { pyStrip } from "./chat_template.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
-/** Whitespace tokens looked at on each side of a reply when matching its trimmed text. */
+/** Tokens past the text (a stop string's) looked at. */
 const EDGE = 8;
 
 /**
@@ -23,7 +25,7 @@ const EDGE = 8;
  * ```ts ignore
  * const memory = new ReplyMemory(tokenizer);
  * memory.remember(generatedIds, " The jury said.\n");
- * memory.lookup("The jury said."); // the generated ids of "The jury said." (whitespace trimmed)
+ * memory.lookup("The jury said."); // generatedIds (the template trims the text it looks up)
  * ```
  */
 export class ReplyMemory {
@@ -46,7 +48,7 @@ export class ReplyMemory {
   remember(ids: readonly number[], text: string): boolean {
     const trimmed = pyStrip(text);
     if (!trimmed) return false;
-    const kept = this.#trim(ids, text.slice(0, text.indexOf(trimmed)), trimmed);
+    const kept = this.#prefix(ids, text);
     if (!kept || kept.length > this.maxTokens) return false;
     this.#drop(trimmed);
     this.#replies.set(trimmed, kept);
@@ -75,15 +77,10 @@ export class ReplyMemory {
     this.#tokens -= old.length;
   }
 
-  /** `ids[a, b)` that decodes to `trimmed` after `ids[0, a)` decoded to `lead`; null if none. */
-  #trim(ids: readonly number[], lead: string, trimmed: string): Int32Array | null {
-    const decode = (from: number, to: number) => this.#tokenizer.decode(ids.slice(from, to));
-    for (let a = 0; a <= Math.min(EDGE, ids.length); a++) {
-      if (decode(0, a) !== lead) continue;
-      for (let b = ids.length; b > a && b >= ids.length - EDGE; b--) {
-        if (decode(a, b) === trimmed) return Int32Array.from(ids.slice(a, b));
-      }
-      return null;
+  /** The longest `ids[0, b)` (b within the last few) that decodes to exactly `text`; null if none. */
+  #prefix(ids: readonly number[], text: string): Int32Array | null {
+    for (let b = ids.length; b > 0 && b >= ids.length - EDGE; b--) {
+      if (this.#tokenizer.decode(ids.slice(0, b)) === text) return Int32Array.from(ids.slice(0, b));
     }
     return null;
   }

@@ -20,19 +20,24 @@ Deno.test("ReplyMemory returns the generated ids of a reply, not a re-tokenizati
   assertEquals(memory.lookup("there"), undefined);
 });
 
-Deno.test("ReplyMemory drops whitespace tokens the template trims, and keeps the rest", () => {
+Deno.test("ReplyMemory finds a reply by its trimmed text and keeps the whitespace the model wrote", () => {
   const memory = new ReplyMemory(tok);
   const hi = piece("Hi"), nl = piece("\n"), sp = piece(" ");
   memory.remember([sp, hi, nl], " Hi\n");
-  assertEquals(memory.lookup("Hi"), [hi]);
+  assertEquals(memory.lookup("Hi"), [sp, hi, nl]);
+  // a stop string cut the text: the tokens past it are dropped
+  memory.remember([piece("Go"), piece("!"), piece(" STOP"), piece(" now")], "Go!");
+  assertEquals(memory.lookup("Go!"), [piece("Go"), piece("!")]);
   memory.remember([piece("Yes"), piece(".")], "Yes."); // nothing to trim
   assertEquals(memory.lookup("Yes."), [piece("Yes"), piece(".")]);
 });
 
 Deno.test("ReplyMemory refuses ids that do not decode to the text (stop strings, special tokens)", () => {
   const memory = new ReplyMemory(tok);
-  // a stop string cut the text short of the ids by more than a few whitespace tokens
-  const long = tok.encode(" one two three four five six seven eight nine ten", { addBos: false });
+  // a stop string cut the text short of the ids by more than a few tokens
+  const long = tok.encode(" one two three four five six seven eight nine ten eleven twelve", {
+    addBos: false,
+  });
   assertEquals(memory.remember(long, " one two"), false);
   // a control token generated inside the reply is not in the text the client sees
   assertEquals(memory.remember([piece("Hi"), 128000, piece("!")], "Hi!"), false);
