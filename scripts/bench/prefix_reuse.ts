@@ -14,7 +14,8 @@
  * ```
  *
  * Options: `--model FILE` (required), `--threads N` (default 2), `--ctx N` (default 2048),
- * `--cache-mem MiB` (default 512), `--prefix N` prompt tokens of workload 3 (default 900).
+ * `--cache-mem MiB` (default 512), `--prefix N` prompt tokens of workload 3 (default 900),
+ * `--workloads 1,2,3` (default all).
  *
  * @module
  */
@@ -37,9 +38,11 @@ const { values } = parseArgs({
     ctx: { type: "string", default: "2048" },
     "cache-mem": { type: "string", default: "512" },
     prefix: { type: "string", default: "900" },
+    workloads: { type: "string", default: "1,2,3" },
   },
 });
 if (!values.model) throw new TypeError("--model FILE is required");
+const workloads = new Set(values.workloads.split(",").map(Number));
 
 const engine = await Engine.load(values.model, {
   threads: Number(values.threads),
@@ -70,56 +73,61 @@ async function run(messages: ChatMessage[], extra: Partial<GenerateRequest> = {}
     if (ev.type === "token") reply += ev.text;
     if (ev.type === "done") (reply += ev.text, done = ev);
   }
-  return { reply, prompt: prompt.length, cached: done!.usage.cachedTokens, ttft: done!.timings.ttftMs };
+  const { usage, timings, finishReason } = done!;
+  return { reply, prompt: prompt.length, cached: usage.cachedTokens, ttft: timings.ttftMs, finishReason };
 }
 
 // 1. A B A B A A on 2 slots
-const a: ChatMessage[] = [{ role: "system", content: text(300, 1) }, { role: "user", content: "Why?" }];
-const b: ChatMessage[] = [{ role: "system", content: text(300, 2) }, { role: "user", content: "How?" }];
-say("\n1. alternating conversations, 2 slots");
-for (const [name, m] of [["A", a], ["B", b], ["A", a], ["B", b], ["A", a], ["A", a]] as const) {
-  const r = await run(m);
-  say(
-    `  ${name}: prompt ${r.prompt}, cached ${r.cached} (${(100 * r.cached / r.prompt).toFixed(1)}%), TTFT ${
-      r.ttft.toFixed(0)
-    } ms`,
-  );
+if (workloads.has(1)) {
+  say("\n1. alternating conversations, 2 slots");
+  const a: ChatMessage[] = [{ role: "system", content: text(300, 1) }, { role: "user", content: "Why?" }];
+  const b: ChatMessage[] = [{ role: "system", content: text(300, 2) }, { role: "user", content: "How?" }];
+  for (const [name, m] of [["A", a], ["B", b], ["A", a], ["B", b], ["A", a], ["A", a]] as const) {
+    const r = await run(m);
+    const share = (100 * r.cached / r.prompt).toFixed(1);
+    say(`  ${name}: prompt ${r.prompt}, cached ${r.cached} (${share}%), TTFT ${r.ttft.toFixed(0)} ms`);
+  }
 }
 
 // 2. a 6-turn chat
-say("\n2. six-turn chat (sampled replies sent back as history)");
-const chat: ChatMessage[] = [{ role: "system", content: text(100, 3) }];
-const assistant = engine.tokenizer.encode("Assistant: ", { addBos: false }).length;
-let prevFinish = "";
-for (let k = 0; k < 6; k++) {
-  const question = text(20, 10 + k);
-  chat.push({ role: "user", content: question });
-  const r = await run(chat, { maxTokens: 12, sampling: { temperature: 1, seed: k } });
-  const recomputed = r.prompt - r.cached;
-  const turn = 1 + engine.tokenizer.encode(`User: ${question}`, { addBos: false }).length + 1 + assistant;
-  say(
-    `  turn ${k + 1}: prompt ${r.prompt}, cached ${r.cached}, recomputed ${recomputed}` +
-      (k
-        ? ` (new message + template: ${turn}${prevFinish === "length" ? " + 1 unfed last reply token" : ""})`
-        : "") +
-      `, TTFT ${r.ttft.toFixed(0)} ms`,
-  );
-  chat.push({ role: "assistant", content: r.reply });
-  prevFinish = "length"; // maxTokens 12 on random weights: replies end on length
+if (workloads.has(2)) {
+  say("\n2. six-turn chat (sampled replies sent back as history)");
+  const chat: ChatMessage[] = [{ role: "system", content: text(100, 3) }];
+  const assistant = engine.tokenizer.encode("Assistant: ", { addBos: false }).length;
+  let prevFinish = "";
+  for (let k = 0; k < 6; k++) {
+    const question = text(20, 10 + k);
+    chat.push({ role: "user", content: question });
+    const r = await run(chat, { maxTokens: 12, sampling: { temperature: 1, seed: k } });
+    // eot, the user turn, eot, "Assistant: " (+ the last reply token, never fed when it ended on length)
+    const turn = 1 + engine.tokenizer.encode(`User: ${question}`, { addBos: false }).length + 1 + assistant +
+      (prevFinish === "length" ? 1 : 0);
+    say(
+      `  turn ${k + 1}: prompt ${r.prompt}, cached ${r.cached}, recomputed ${r.prompt - r.cached}` +
+        (k ? ` (new message + template: ${turn})` : "") + `, TTFT ${r.ttft.toFixed(0)} ms`,
+    );
+    chat.push({ role: "assistant", content: r.reply });
+    prevFinish = r.finishReason;
+  }
 }
 
 // 3. a long shared prefix after 10 unrelated requests
-const prefix = Number(values.prefix);
-say(`\n3. a ${prefix}-token system prompt after 10 unrelated requests`);
-const system = text(prefix, 4);
-const cold = await run([{ role: "system", content: system }, { role: "user", content: "First question?" }]);
-say(`  cold: prompt ${cold.prompt}, cached ${cold.cached}, TTFT ${cold.ttft.toFixed(0)} ms`);
-for (let i = 0; i < 10; i++) await run([{ role: "user", content: text(60, 100 + i) }], { maxTokens: 1 });
-const warm = await run([{ role: "system", content: system }, { role: "user", content: "Second question?" }]);
-say(
-  `  again: prompt ${warm.prompt}, cached ${warm.cached}, TTFT ${warm.ttft.toFixed(0)} ms = ` +
-    `${(100 * warm.ttft / cold.ttft).toFixed(1)}% of cold`,
-);
+if (workloads.has(3)) {
+  const prefix = Number(values.prefix);
+  say(`\n3. a ${prefix}-token system prompt after 10 unrelated requests`);
+  const system = text(prefix, 4);
+  const cold = await run([{ role: "system", content: system }, { role: "user", content: "First question?" }]);
+  say(`  cold: prompt ${cold.prompt}, cached ${cold.cached}, TTFT ${cold.ttft.toFixed(0)} ms`);
+  for (let i = 0; i < 10; i++) await run([{ role: "user", content: text(60, 100 + i) }], { maxTokens: 1 });
+  const warm = await run([{ role: "system", content: system }, {
+    role: "user",
+    content: "Second question?",
+  }]);
+  say(
+    `  again: prompt ${warm.prompt}, cached ${warm.cached}, TTFT ${warm.ttft.toFixed(0)} ms = ` +
+      `${(100 * warm.ttft / cold.ttft).toFixed(1)}% of cold`,
+  );
+}
 const pc = engine.stats().promptCache;
 if (pc) {
   say(
