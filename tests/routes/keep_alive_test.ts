@@ -12,7 +12,7 @@ import { findNginx, freePort, Nginx, NGINX_TEMPLATE } from "../../scripts/deploy
 import { tinyModel } from "../_models.ts";
 
 /** The app on a real socket; `close()` stops both. */
-async function listen(engine: Engine, keepAliveSeconds: number) {
+function listen(engine: Engine, keepAliveSeconds: number) {
   const state = new ServerState(engine);
   const app = createApp(state, { keepAliveSeconds });
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, app.fetch);
@@ -30,7 +30,7 @@ const noStop = (engine: Engine) => Object.fromEntries(engine.stopTokens.map((id)
 
 Deno.test("a stream waiting in the queue sends ': keep-alive' comments, and the openai client reads through them", async () => {
   const engine = await Engine.load(await tinyModel(), { threads: 2, nCtx: 256, nSlots: 1 });
-  const srv = await listen(engine, 0.02);
+  const srv = listen(engine, 0.02);
   try {
     // one slot, busy with a long generation: the next request waits in the queue
     const long = await fetch(`${srv.url}/v1/completions`, {
@@ -83,7 +83,7 @@ Deno.test({
     // big enough that a few thousand prompt tokens take seconds on one thread
     const model = await tinyModel({ dim: 1024, heads: 8, kvHeads: 2, ffn: 2816, layers: 12, ctx: 4096 });
     const engine = await Engine.load(model, { threads: 1, nCtx: 4096, nSlots: 1, cacheMemBytes: 0 });
-    const srv = await listen(engine, 2);
+    const srv = listen(engine, 2);
     const dir = await Deno.makeTempDir({ prefix: "bn-keepalive-" });
     const cut = `    location /cut/ {
         proxy_pass http://bitnet_server/;
