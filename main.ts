@@ -17,6 +17,7 @@ import { Engine } from "./engine/run/engine.ts";
 import { terminalProgress } from "./engine/model/progress_bar.ts";
 import { createApp } from "./routes/app.ts";
 import { createLogger, LOG_LEVELS } from "./routes/log.ts";
+import { loadPlayground, type Playground } from "./routes/playground.ts";
 import { ServerState } from "./routes/state.ts";
 
 /** Flag name -> environment variable, type and help. */
@@ -54,6 +55,11 @@ const FLAGS = {
     "seconds between SSE comment lines while a stream waits for its first token or the next (default 15; 0: off)",
   ],
   "log-level": ["BN_LOG_LEVEL", "string", `${LOG_LEVELS.join(", ")} (default info)`],
+  playground: [
+    "BN_PLAYGROUND",
+    "boolean",
+    "chat page at GET / (default on; --no-playground or BN_PLAYGROUND=0: off)",
+  ],
   help: ["", "boolean", "print this help"],
 } as const;
 
@@ -87,6 +93,7 @@ export const ServerConfig = z.object({
   grace: z.coerce.number().min(0).max(3600).default(30),
   keepAlive: z.coerce.number().min(0).max(3600).default(15),
   logLevel: z.enum(LOG_LEVELS).default("info"),
+  playground: z.union([z.boolean(), z.stringbool()]).default(true),
   help: flag,
 });
 export type ServerConfig = z.infer<typeof ServerConfig>;
@@ -113,7 +120,8 @@ export function parseConfig(
     const options = Object.fromEntries(
       Object.entries(FLAGS).map(([k, [, type]]) => [k, { type, multiple: k in PLURAL }]),
     ) as Record<string, { type: "string" | "boolean"; multiple: boolean }>;
-    values = parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    // allowNegative: `--no-playground` (and `--no-X` for any switch) sets it to false.
+    values = parseArgs({ args, options, strict: true, allowPositionals: false, allowNegative: true }).values;
   } catch (e) {
     throw new TypeError(`${(e as Error).message}\nRun with --help for the options.`);
   }
@@ -184,7 +192,7 @@ export async function main(
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<number> {
   const say = (msg: string) => console.error(msg);
-  let config: ServerConfig, modelPath: string, apiKeys: string[];
+  let config: ServerConfig, modelPath: string, apiKeys: string[], playground: Playground | undefined;
   try {
     config = parseConfig(args, env);
   } catch (e) {
@@ -198,6 +206,7 @@ export async function main(
   try {
     apiKeys = await readKeys(config);
     modelPath = await resolveModel(config);
+    playground = config.playground ? await loadPlayground() : undefined;
   } catch (e) {
     say(`error: ${(e as Error).message}`);
     return 1;
@@ -211,6 +220,7 @@ export async function main(
     maxBodyBytes: config.maxBody,
     timeoutSeconds: config.timeout,
     keepAliveSeconds: config.keepAlive,
+    playground,
     log: createLogger(config.logLevel),
   });
   const host = config.host.replace(/^\[(.*)\]$/, "$1");
@@ -272,7 +282,8 @@ export async function main(
   const auth = apiKeys.length ? `${apiKeys.length} API key(s)` : "no API key";
   const cors = config.corsOrigins.length ? `CORS ${config.corsOrigins.join(",")}` : "CORS off";
   say(
-    `serving on ${url} (${auth}, ${cors}, queue ${config.maxQueue}, timeout ${config.timeout || "none"} s)`,
+    `serving on ${url} (${auth}, ${cors}, queue ${config.maxQueue}, timeout ${config.timeout || "none"} s, ` +
+      `playground ${playground ? "on" : "off"})`,
   );
   if (!apiKeys.length && !LOOPBACK.has(config.host)) {
     say(`warning: listening on ${config.host} without an API key: anyone who can reach it can use it`);

@@ -1,7 +1,7 @@
 /**
  * The HTTP application: middleware in order (ids + logs + metrics, CORS, 405, API keys, body
- * limit, engine gate), the routes, and one error handler. No sockets here: `main.ts` serves it,
- * tests call `app.request()`.
+ * limit, engine gate), the routes, the playground page, and one error handler. No sockets here:
+ * `main.ts` serves it, tests call `app.request()`.
  *
  * @module
  */
@@ -16,6 +16,7 @@ import { healthRoutes } from "./health.ts";
 import { type Logger, silentLogger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { apiKeyAuth, limitBody, needEngine, observe } from "./middleware.ts";
+import { type Playground, playgroundRoutes } from "./playground.ts";
 import type { ServerState } from "./state.ts";
 import { tokenizeRoutes } from "./tokenize.ts";
 
@@ -35,6 +36,8 @@ export interface AppOptions {
   readonly timeoutSeconds?: number;
   /** Seconds between SSE keep-alive comments while a stream waits (default 15; 0: none). */
   readonly keepAliveSeconds?: number;
+  /** The chat playground to serve at `/` (from {@linkcode loadPlayground}); absent: no page. */
+  readonly playground?: Playground;
   readonly log?: Logger;
   readonly metrics?: Metrics;
 }
@@ -59,7 +62,9 @@ export function createApp(state: ServerState, options: AppOptions = {}): Hono<Ap
     timeoutSeconds: options.timeoutSeconds ?? 600,
     keepAliveSeconds: options.keepAliveSeconds ?? 15,
   };
-  const known = new Set([...GENERATION, ...OPS, "/v1/models", "/tokenize", "/detokenize"]);
+  // The page and its files load without a key: the page asks for one when the API wants it.
+  const page = [...options.playground?.assets.keys() ?? []];
+  const known = new Set([...GENERATION, ...OPS, "/v1/models", "/tokenize", "/detokenize", ...page]);
   const app = new Hono<AppEnv>();
   app.use(observe(deps, known));
   if (options.corsOrigins?.length) {
@@ -76,6 +81,7 @@ export function createApp(state: ServerState, options: AppOptions = {}): Hono<Ap
   if (options.apiKeys?.length) {
     const open = new Set([
       "/health",
+      ...page,
       ...(options.authReady ? [] : ["/ready"]),
       ...(options.authMetrics ? [] : ["/metrics"]),
     ]);
@@ -89,6 +95,7 @@ export function createApp(state: ServerState, options: AppOptions = {}): Hono<Ap
   app.route("/", chatRoutes(deps));
   app.route("/", completionRoutes(deps));
   app.route("/", tokenizeRoutes());
+  if (options.playground) app.route("/", playgroundRoutes(options.playground));
   app.notFound((c) => {
     const e = new ApiError(
       404,

@@ -40,6 +40,8 @@ export function healthRoutes({ state, metrics }: Deps): Hono<AppEnv> {
           n_slots: info.nSlots,
           n_vocab: info.nVocab,
           kernel: info.kernel,
+          threads: info.threads,
+          head: info.headType,
         },
       };
       return c.json({ object: "list", data: [model] });

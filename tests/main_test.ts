@@ -34,6 +34,16 @@ Deno.test("parseConfig() reads BN_* variables and lets flags override them", () 
   assertEquals(parseConfig(["--kernel", "simd128", "--threads", "3", "--ctx", "512"]).threads, 3);
 });
 
+Deno.test("parseConfig(): the playground is on unless --no-playground or BN_PLAYGROUND=0", () => {
+  assertEquals(parseConfig([]).playground, true);
+  assertEquals(parseConfig(["--no-playground"]).playground, false);
+  assertEquals(parseConfig([], { BN_PLAYGROUND: "0" }).playground, false);
+  assertEquals(parseConfig([], { BN_PLAYGROUND: "false" }).playground, false);
+  assertEquals(parseConfig(["--playground"], { BN_PLAYGROUND: "0" }).playground, true);
+  throws(() => parseConfig([], { BN_PLAYGROUND: "maybe" }), /--playground \(BN_PLAYGROUND\)/);
+  assert(usage().includes("--no-playground"));
+});
+
 Deno.test("parseConfig() names the flag and its variable on bad values", () => {
   const bad: [string[], Record<string, string>, RegExp][] = [
     [["--port", "http"], {}, /--port \(BN_PORT\)/],
