@@ -159,13 +159,14 @@ export async function countTokens(base, text, options = {}) {
  * @returns {AsyncGenerator<string>}
  */
 export async function* sseData(body) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
   let buf = "";
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      buf += value;
+      buf += decoder.decode(value, { stream: true });
       const events = buf.split(/\r\n\r\n|\n\n|\r\r/);
       buf = events.pop() ?? "";
       for (const ev of events) {

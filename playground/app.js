@@ -1,4 +1,5 @@
 // @ts-check
+/// <reference lib="dom" />
 /**
  * The playground page: a multi-turn chat with the served model through the public API. Model
  * output is only ever inserted as text (`Text` nodes, `textContent`), never parsed as HTML. The API
@@ -59,7 +60,8 @@ const apiKey = () => sessionStorage.getItem(KEY_STORE) ?? "";
 
 // ---------------------------------------------------------------- model
 
-let modelRetry = 0;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let modelRetry;
 
 /** Shows the served model; retries while the server loads, asks for a key on 401. */
 async function loadModel() {
@@ -268,7 +270,8 @@ function reset() {
 
 // ---------------------------------------------------------------- token count
 
-let countTimer = 0;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let countTimer;
 /** @type {AbortController | null} */
 let countAbort = null;
 
