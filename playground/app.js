@@ -70,9 +70,8 @@ async function loadModel() {
     model = await getModel(base, apiKey());
     const parts = [model.id];
     if (model.nCtx !== null) parts.push(`ctx ${model.nCtx}`);
-    if (model.kernel) {
-      parts.push(`kernel ${model.kernel}${model.threads ? ` × ${model.threads} threads` : ""}`);
-    }
+    const threads = model.threads ? ` × ${model.threads} thread${model.threads === 1 ? "" : "s"}` : "";
+    if (model.kernel) parts.push(`kernel ${model.kernel}${threads}`);
     ui.model.textContent = parts.join(" · ");
     ui.model.classList.remove("problem");
     ui.maxTokens.max = model.nCtx ? String(model.nCtx) : "";
@@ -127,7 +126,11 @@ function addUser(content) {
   return el;
 }
 
-/** An empty assistant message whose text grows as a single `Text` node. */
+/**
+ * An empty assistant message whose text grows as a single `Text` node. `show` queues text and
+ * draws it once per animation frame, so a fast stream costs one layout per frame, not one per
+ * token; `flush` draws what is queued now.
+ */
 function addAnswer() {
   const el = element("article", "msg assistant streaming");
   const body = element("div", "text");
@@ -137,7 +140,23 @@ function addAnswer() {
   stats.dataset.testid = "stats";
   el.append(element("div", "role", model?.id ?? "Assistant"), body, stats);
   append(el);
-  return { el, text, stats };
+  let queued = "";
+  let frame = 0;
+  const flush = () => {
+    cancelAnimationFrame(frame);
+    frame = 0;
+    if (!queued) return;
+    const follow = atEnd();
+    text.appendData(queued);
+    queued = "";
+    if (follow) ui.messages.scrollTop = ui.messages.scrollHeight;
+  };
+  /** @param {string} delta */
+  const show = (delta) => {
+    queued += delta;
+    frame ||= requestAnimationFrame(flush);
+  };
+  return { el, stats, show, flush };
 }
 
 /** @param {string} message */
@@ -168,9 +187,12 @@ function describe(e) {
 
 // ---------------------------------------------------------------- sending
 
-/** @param {HTMLInputElement} input */
-const numberOf = (input) =>
-  input.value.trim() === "" || !input.validity.valid ? undefined : Number(input.value);
+/**
+ * The number typed, or undefined when empty (the server's default). Out-of-range values are sent
+ * as they are: the server's 400 names the field.
+ * @param {HTMLInputElement} input
+ */
+const numberOf = (input) => input.value.trim() === "" ? undefined : Number(input.value);
 
 function requestBody() {
   const system = ui.system.value.trim();
@@ -211,14 +233,13 @@ async function send() {
     const chunks = streamChat(base, requestBody(), { key: apiKey(), signal: controller.signal });
     for await (const chunk of chunks) {
       if (chunk.usage) timer.usage = chunk.usage;
+      if (chunk.timings) timer.timings = chunk.timings;
       const choice = chunk.choices?.[0];
       const delta = choice?.delta?.content;
       if (delta) {
         timer.delta(performance.now());
-        const follow = atEnd();
         text += delta;
-        answer.text.appendData(delta);
-        if (follow) ui.messages.scrollTop = ui.messages.scrollHeight;
+        answer.show(delta);
       }
       if (choice?.finish_reason) timer.finished(choice.finish_reason, performance.now());
     }
@@ -229,6 +250,7 @@ async function send() {
     running = null;
     setBusy(false);
   }
+  answer.flush();
   answer.el.classList.remove("streaming");
   if (text === "" && (error || timer.finish === "stopped")) {
     // Nothing came back: take the turn back, and give the text back to send again.
@@ -236,7 +258,9 @@ async function send() {
     userEl.remove();
     answer.el.remove();
     if (!ui.prompt.value) ui.prompt.value = content;
-    if (error) addError(`${describe(error)} Your message is back in the box.`);
+    const full = error instanceof ApiError && error.code === "context_length_exceeded" && history.length > 0;
+    const hint = full ? " The conversation fills the context: New chat starts over." : "";
+    if (error) addError(`${describe(error)}${hint} Your message is back in the box.`);
     if (error instanceof ApiError && error.status === 401) {
       ui.settings.open = true;
       ui.key.focus();

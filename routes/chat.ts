@@ -82,7 +82,7 @@ async function chatCompletion(gen: Generation, meta: Meta, tok: Tokenizer, withL
 /**
  * The stream: a `role` chunk per choice, content deltas (log-probabilities of tokens whose text is
  * held back ride on the next delta), a `finish_reason` chunk per choice, then the usage chunk with
- * `choices: []` when asked. Each chunk carries one choice.
+ * `choices: []` and the server's `timings` when asked. Each chunk carries one choice.
  */
 async function* chatChunks(gen: Generation, meta: Meta, tok: Tokenizer, includeUsage: boolean) {
   const head = { id: meta.id, object: "chat.completion.chunk", created: meta.created, model: meta.model };
@@ -111,5 +111,5 @@ async function* chatChunks(gen: Generation, meta: Meta, tok: Tokenizer, includeU
       yield chunk({ index, delta: {}, logprobs: logprobs(index), finish_reason: ev.finishReason });
     }
   }
-  if (includeUsage) yield { ...head, choices: [], usage: gen.usage() };
+  if (includeUsage) yield { ...head, choices: [], usage: gen.usage(), timings: gen.timings() };
 }

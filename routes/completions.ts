@@ -211,6 +211,6 @@ class Formatter {
     });
     for (const c of this.#echoFirst()) yield chunk(c);
     for await (const [i, ev] of this.gen.events()) for (const c of this.#apply(i, ev)) yield chunk(c);
-    if (includeUsage) yield { ...head, choices: [], usage: this.gen.usage() };
+    if (includeUsage) yield { ...head, choices: [], usage: this.gen.usage(), timings: this.gen.timings() };
   }
 }

@@ -125,6 +125,21 @@ export interface UsageBody {
   prompt_tokens_details: { cached_tokens: number };
 }
 
+/**
+ * Server-side timings of the first choice, in llama-server's names where the meaning matches (the
+ * stream's usage chunk carries them as `timings`; OpenAI clients ignore the field). `ttft_ms` and
+ * `queue_ms` count from submission to the engine; `predicted_*` cover the tokens after the first.
+ */
+export interface TimingsBody {
+  cache_n: number;
+  prompt_n: number;
+  predicted_n: number;
+  queue_ms: number;
+  ttft_ms: number;
+  predicted_ms: number;
+  predicted_per_second: number;
+}
+
 /** Options of a {@linkcode Generation}. */
 export interface GenerationOptions {
   /** Request field the prompt came from, named in errors (`messages`, `prompt`). */
@@ -149,6 +164,7 @@ export class Generation {
   readonly #onClientAbort = () => this.cancel(clientClosed());
   readonly #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #usage = { completion: 0, cached: 0 };
+  #timings: TimingsBody | null = null;
   #ended = false;
 
   constructor(c: Context<AppEnv>, deps: Deps, specs: readonly RunSpec[], options: GenerationOptions) {
@@ -199,6 +215,11 @@ export class Generation {
       total_tokens: prompt + completion,
       prompt_tokens_details: { cached_tokens: Math.min(cached, prompt) },
     };
+  }
+
+  /** The first choice's {@linkcode TimingsBody}, once it is done (null before). */
+  timings(): TimingsBody | null {
+    return this.#timings;
   }
 
   /**
@@ -255,6 +276,18 @@ export class Generation {
       rec.promptTokens = u.prompt_tokens;
       rec.completionTokens = u.completion_tokens;
       rec.cachedTokens = u.prompt_tokens_details.cached_tokens;
+      if (i === 0) {
+        const round = (x: number) => Math.round(x * 100) / 100;
+        this.#timings = {
+          cache_n: usage.cachedTokens,
+          prompt_n: usage.promptTokens - usage.cachedTokens,
+          predicted_n: usage.completionTokens,
+          queue_ms: round(timings.queueMs),
+          ttft_ms: round(timings.ttftMs),
+          predicted_ms: round(timings.decodeMs),
+          predicted_per_second: round(timings.decodeTokensPerSecond),
+        };
+      }
       if (i === 0 && usage.completionTokens > 0) rec.ttftMs = timings.ttftMs;
       if (i === 0 && timings.decodeTokensPerSecond > 0) rec.tokensPerSecond = timings.decodeTokensPerSecond;
       if (!rec.finishReasons.includes(ev.finishReason)) rec.finishReasons.push(ev.finishReason);

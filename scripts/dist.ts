@@ -2,8 +2,8 @@
  * `deno task dist`: a self-contained release directory and tarball that starts on a machine with no
  * Deno and no network. It holds the deno runtime binary (npm's plain `@deno/linux-x64-glibc` build,
  * the one running this script unless `--deno` names another), the server's module graph, the
- * committed `.wasm` builds, the embedded default model, a `DENO_DIR` with the npm packages the
- * server imports (started `--cached-only --frozen`), the operator files of `deploy/`, and a POSIX
+ * committed `.wasm` builds, the chat playground's files (`playground/`), the embedded default model,
+ * a `DENO_DIR` with the npm packages the server imports (started `--cached-only --frozen`), the operator files of `deploy/`, and a POSIX
  * launcher `bin/bitnet-server` that runs the server with the permissions of `deno task serve`.
  *
  * ```sh
@@ -218,6 +218,8 @@ export async function buildDist(options: DistOptions = {}): Promise<DistResult> 
       await Deno.copyFile(rootPath(`wasm/${e.name}`), `${app}/wasm/${e.name}`);
     }
   }
+  // The playground is read at start, not imported: routes/playground.ts finds it beside routes/.
+  await copyTree(rootPath("playground"), `${app}/playground`);
   const repoConfig = JSON.parse(await Deno.readTextFile(rootPath("deno.json")));
   const imports: Record<string, string> = {};
   for (const spec of graph.npm) {

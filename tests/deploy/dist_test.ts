@@ -49,6 +49,8 @@ Deno.test("deno task dist: a release directory and tarball with runtime, code, w
       "app/wasm/bn-simd128.wasm",
       "app/wasm/bn-relaxed.wasm",
       "app/models/default.gguf",
+      "app/playground/index.html",
+      "app/playground/app.js",
       "app/deno.json",
       "app/deno.lock",
       "deploy/container/probe.ts",
@@ -63,7 +65,8 @@ Deno.test("deno task dist: a release directory and tarball with runtime, code, w
       (Deno.statSync(`${r.root}/bin/bitnet-server`).mode! & 0o111) !== 0,
   );
   // Nothing of the test suite, the scripts or the dev-only packages.
-  for (const absent of ["app/tests", "app/scripts", "cache/npm/registry.npmjs.org/openai"]) {
+  const absentPackages = ["openai", "puppeteer-core"].map((p) => `cache/npm/registry.npmjs.org/${p}`);
+  for (const absent of ["app/tests", "app/scripts", ...absentPackages]) {
     assert(!(await sh("test", ["-e", `${r.root}/${absent}`])).ok, absent);
   }
 });
@@ -161,6 +164,13 @@ Deno.test("the unpacked tarball starts without deno on PATH or network and strea
     assert(chunks.some((c) => c.choices[0]?.finish_reason), "a finish_reason chunk");
     const health = await fetch(`http://127.0.0.1:${a.port}/health`);
     assertEquals([health.status, await health.json()], [200, { status: "ok" }]);
+    // The playground, read from the release with the server's read-only permission.
+    const page = await fetch(`http://127.0.0.1:${a.port}/`);
+    assertEquals([page.status, page.headers.get("content-type")], [200, "text/html; charset=utf-8"]);
+    assert(page.headers.get("content-security-policy")?.startsWith("default-src 'self'"));
+    assertEquals(await page.text(), Deno.readTextFileSync(`${r.root}/app/playground/index.html`));
+    const js = await fetch(`http://127.0.0.1:${a.port}/playground/app.js`);
+    assertEquals(await js.text(), Deno.readTextFileSync(`${ROOT}playground/app.js`));
   } finally {
     a.child.kill("SIGTERM");
   }
@@ -172,11 +182,17 @@ Deno.test("the unpacked tarball starts without deno on PATH or network and strea
   // /usr/local/bin/bitnet-server would be).
   assert((await sh("ln", ["-s", `${r.root}/bin/bitnet-server`, `${work}/bitnet-server-link`])).ok);
   const other = await tinyModel({ seed: 11 });
-  const b = await startRelease(`${work}/bitnet-server-link`, ["--model", other], { BN_SLOTS: "3" });
+  const b = await startRelease(`${work}/bitnet-server-link`, ["--model", other], {
+    BN_SLOTS: "3",
+    BN_PLAYGROUND: "0",
+  });
   try {
     assert(b.log().includes(`loading ${other}`), b.log());
     const models = await (await fetch(`http://127.0.0.1:${b.port}/v1/models`)).json();
     assertEquals(models.data[0].meta.n_slots, 3);
+    assert(b.log().includes("playground off"), b.log());
+    const off = await fetch(`http://127.0.0.1:${b.port}/`);
+    assertEquals([off.status, (await off.json()).error.code], [404, "not_found"]);
   } finally {
     b.child.kill("SIGTERM");
   }

@@ -109,7 +109,10 @@ Deno.test("the page's client against the server", async (t) => {
 
       await t.step("countTokens() is the length of the tokenizer's encoding", async () => {
         const text = "The jury said it did find that many of Georgia's registration laws are outmoded.";
-        assertEquals(await countTokens(base, text), h.engine.tokenizer.encode(text, { addBos: false }).length);
+        assertEquals(
+          await countTokens(base, text),
+          h.engine.tokenizer.encode(text, { addBos: false }).length,
+        );
       });
 
       await t.step(
@@ -128,6 +131,7 @@ Deno.test("the page's client against the server", async (t) => {
           assertEquals(last.choices, []);
           assertEquals(last.usage.prompt_tokens, h.engine.encodeChat(HI).length);
           assert(last.usage.prompt_tokens_details.cached_tokens >= 0);
+          assert(last.timings.predicted_per_second > 0, JSON.stringify(last.timings)); // what the page shows
           assert(chunks.some((c) => c.choices[0]?.finish_reason), "a finish_reason chunk");
           const whole = await h.json("/v1/chat/completions", {
             messages: HI,

@@ -86,6 +86,19 @@ suite("chat completions", {}, [
     assertEquals(usage.choices, []);
     assertEquals(usage.usage.completion_tokens, 5);
     for (const f of frames.slice(0, -2)) assertEquals(f.usage, null);
+    // llama-server's timings ride along, measured by the server.
+    const t = usage.timings;
+    assertEquals([t.predicted_n, t.prompt_n + t.cache_n], [5, usage.usage.prompt_tokens]);
+    assertEquals(t.cache_n, usage.usage.prompt_tokens_details.cached_tokens);
+    assert(
+      t.ttft_ms > 0 && t.predicted_ms > 0 && t.queue_ms >= 0 && t.ttft_ms >= t.queue_ms,
+      JSON.stringify(t),
+    );
+    assert(
+      Math.abs(t.predicted_per_second - 4000 / t.predicted_ms) <= 0.05 * t.predicted_per_second,
+      JSON.stringify(t),
+    );
+    for (const f of frames.slice(0, -2)) assertEquals("timings" in f, false);
   }],
 
   ["n > 1 returns n choices, seeded seed, seed+1, ...", async (h) => {

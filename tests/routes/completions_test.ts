@@ -71,6 +71,8 @@ suite("completions", {}, [
     assertEquals(usage.usage.completion_tokens, plain.body.usage.completion_tokens);
     assertEquals(usage.usage.prompt_tokens, plain.body.usage.prompt_tokens);
     assert(usage.usage.prompt_tokens_details.cached_tokens > 0); // the same prompt again
+    assertEquals(usage.timings.cache_n, usage.usage.prompt_tokens_details.cached_tokens);
+    assertEquals(usage.timings.predicted_n, plain.body.usage.completion_tokens);
     const finish = frames.at(-3);
     assertEquals([finish.choices[0].text, finish.choices[0].finish_reason], [
       "",
