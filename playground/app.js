@@ -219,6 +219,7 @@ async function send() {
   const content = ui.prompt.value;
   if (running || !content.trim()) return;
   ui.prompt.value = "";
+  const conversation = history; // New chat while this runs replaces it
   history.push({ role: "user", content });
   const userEl = addUser(content);
   const answer = addAnswer();
@@ -250,6 +251,7 @@ async function send() {
     running = null;
     setBusy(false);
   }
+  if (history !== conversation) return; // New chat: this turn is gone with its conversation
   answer.flush();
   answer.el.classList.remove("streaming");
   if (text === "" && (error || timer.finish === "stopped")) {

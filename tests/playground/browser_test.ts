@@ -276,6 +276,26 @@ browserTest(
       assertEquals(await cspViolations(page), []);
     });
 
+    await t.step("New chat mid-answer stops it, frees the slot, and the next turn stands alone", async () => {
+      await fill(page, "#max-tokens", "6000");
+      await recordGrowth(page);
+      await ask(page, "Hello");
+      await grownTimes(page, 3);
+      await page.click("[data-testid=reset]");
+      await b.slotsBusy(0);
+      assertEquals(await count(page, ".msg"), 0);
+      await fill(page, "#max-tokens", "3");
+      await ask(page, "Hi");
+      const m = /prompt (\d+),/.exec(await answered(page, 1));
+      const alone = await (await fetch(`${b.replica.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 1 }),
+      })).json();
+      assertEquals(Number(m?.[1]), alone.usage.prompt_tokens);
+      await page.click("[data-testid=reset]");
+    });
+
     await t.step("a busy server: the 429 and its Retry-After are shown, the text given back", async () => {
       const res = await fetch(`${b.replica.url}/v1/chat/completions`, {
         method: "POST",
