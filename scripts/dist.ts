@@ -52,7 +52,8 @@ export interface DistOptions {
 
 /**
  * The flags `deno task serve` passes to `deno run` before `main.ts`, read from deno.json so the
- * release can never drift from it.
+ * release can never drift from it; without the task's `--lock=serve.lock` (a path relative to the
+ * repository: the release brings its own lockfile, see {@linkcode releaseFlags}).
  *
  * @example
  * ```ts ignore
@@ -65,7 +66,7 @@ export function serveFlags(denoJson = rootPath("deno.json")): string[] {
   if (words[0] !== "deno" || words[1] !== "run" || words.at(-1) !== "main.ts") {
     throw new SyntaxError(`deno.json's "serve" task should be "deno run <flags> main.ts", got ${task}`);
   }
-  return words.slice(2, -1);
+  return words.slice(2, -1).filter((w) => !/^--lock(=|$)/.test(w));
 }
 
 /** Flags the launcher adds in front of the serve flags: no network, no lockfile drift. */

@@ -19,7 +19,7 @@ export function serveFlags(): string[] {
       | undefined;
     const words = task?.trim().split(/\s+/) ?? [];
     if (words[0] === "deno" && words[1] === "run" && words[words.length - 1] === "main.ts") {
-      return words.slice(2, -1);
+      return words.slice(2, -1).filter((w) => !/^--lock(=|$)/.test(w)); // a path relative to the repo
     }
   } catch { /* fall through */ }
   return FALLBACK_FLAGS;
