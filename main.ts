@@ -186,6 +186,26 @@ async function readKeys(config: ServerConfig): Promise<string[]> {
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
+/**
+ * Binds the HTTP server, then revokes the process's network permission: the listening socket keeps
+ * accepting connections, but nothing in the process (a dependency, the kernel workers started
+ * later, a bug) can connect anywhere or listen on anything else. This is how `deno task serve` can
+ * grant `--allow-net` and still listen on whatever address `--host` names: the permission lasts
+ * from start-up to the bind (module loading, flag parsing), and the server holds only its socket.
+ */
+export async function listenThenRevokeNet(
+  options: Deno.ServeTcpOptions,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+): Promise<Deno.HttpServer<Deno.NetAddr>> {
+  const server = Deno.serve(options, handler);
+  const { state } = await Deno.permissions.revoke({ name: "net" });
+  if (state === "granted") {
+    await server.shutdown();
+    throw new Error("the network permission could not be revoked after binding");
+  }
+  return server;
+}
+
 /** Runs the server until a signal drains it; resolves with the exit code. */
 export async function main(
   args: string[],
@@ -226,10 +246,10 @@ export async function main(
   const host = config.host.replace(/^\[(.*)\]$/, "$1");
   let server: Deno.HttpServer<Deno.NetAddr>;
   try {
-    server = Deno.serve({ hostname: host, port: config.port, onListen: () => {} }, app.fetch);
+    server = await listenThenRevokeNet({ hostname: host, port: config.port, onListen: () => {} }, app.fetch);
   } catch (e) {
     const hint = e instanceof Deno.errors.NotCapable
-      ? ` (allow it: deno run --allow-net=${config.host} ...)`
+      ? " (run it with --allow-net, as deno task serve does: the server gives the permission up once it listens)"
       : "";
     say(`error: cannot listen on ${config.host}:${config.port}: ${(e as Error).message}${hint}`);
     return 1;

@@ -7,6 +7,9 @@ import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:asse
 import { parseConfig, usage } from "../main.ts";
 import { tinyModel } from "./_models.ts";
 import { serve, waitFor } from "./_serve.ts";
+import { serveFlags } from "../scripts/dist.ts";
+
+const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
 
 Deno.test("parseConfig() gives safe defaults", () => {
   const c = parseConfig([]);
@@ -130,5 +133,78 @@ Deno.test("deno task serve starts with least privilege, streams a chat, and drai
     await stderr.cancel();
     await child.status;
     await stdout;
+  }
+});
+
+Deno.test({
+  name: "--host takes any address of the machine (127.0.0.2), not only the loopback names",
+  ignore: Deno.build.os !== "linux", // 127.0.0.0/8 is all loopback on Linux only
+  async fn() {
+    const child = serve([
+      "--model",
+      await tinyModel(),
+      "--host",
+      "127.0.0.2",
+      "--port",
+      "0",
+      "--threads",
+      "1",
+    ]);
+    const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    const stdout = new Response(child.stdout).text();
+    try {
+      const banner = await waitFor(stderr, /serving on (http:\/\/127\.0\.0\.2:\d+)/);
+      const url = banner.match(/serving on (http:\/\/127\.0\.0\.2:\d+)/)![1];
+      // From another process: this test's own permissions cover 127.0.0.1 and localhost only.
+      const get = await new Deno.Command(Deno.execPath(), {
+        args: ["eval", `const r = await fetch("${url}/health"); console.log(r.status, await r.text())`],
+        stdout: "piped",
+      }).output();
+      assertEquals(new TextDecoder().decode(get.stdout).trim(), '200 {"status":"ok"}');
+      assert(banner.includes("without an API key"), "a non-loopback address without a key is warned about");
+    } finally {
+      child.kill("SIGTERM");
+      await stderr.cancel();
+      await child.status;
+      await stdout;
+    }
+  },
+});
+
+Deno.test("with the serve task's permissions, the process has no network left after it binds", async () => {
+  const outside = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    () => new Response("reached"),
+  );
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", ...serveFlags(), "tests/_net_probe.ts", `http://127.0.0.1:${outside.addr.port}/`],
+    cwd: ROOT,
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = new Response(child.stderr).text();
+  try {
+    assert(serveFlags().includes("--allow-net"), "the serve task grants the network for the bind");
+    let line = "";
+    while (!line.includes("\n")) {
+      const r = await stdout.read();
+      if (r.done) throw new Error(`probe ended: ${line} ${await stderr}`);
+      line += r.value;
+    }
+    const result = JSON.parse(line);
+    assertEquals(
+      [result.fetch, result.connect, result.listen, result.serveAgain, result.worker],
+      ["NotCapable", "NotCapable", "NotCapable", "NotCapable", "NotCapable"],
+    );
+    const res = await fetch(`http://127.0.0.1:${result.port}/`);
+    assertEquals(await res.text(), "still serving");
+  } finally {
+    await child.stdin.close();
+    await stdout.cancel();
+    await child.status;
+    await stderr;
+    await outside.shutdown();
   }
 });
