@@ -10,9 +10,12 @@
  *
  * @module
  */
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { DEFAULT_MODEL_PATH } from "./engine/model/default_model.ts";
+import { DEFAULT_PULL, formatHfRef } from "./engine/model/hub.ts";
+import { locateModel } from "./engine/model/locate.ts";
 import { Engine } from "./engine/run/engine.ts";
 import { terminalProgress } from "./engine/model/progress_bar.ts";
 import { createApp } from "./routes/app.ts";
@@ -143,44 +146,32 @@ export function parseConfig(
   );
 }
 
-/** The help text. */
-export function usage(): string {
+/** The help text; `program` is how the user started the server (the release's launcher names itself). */
+export function usage(program = "deno task serve"): string {
   const lines = Object.entries(FLAGS).map(([k, [env, , help]]) =>
     `  --${k.padEnd(14)} ${(env || "").padEnd(16)} ${help}`
   );
-  return `Usage: deno task serve [options]\n\nOptions (flag, environment variable, meaning):\n${
+  return `Usage: ${program} [options]\n\nOptions (flag, environment variable, meaning):\n${
     lines.join("\n")
-  }\n`;
+  }\n` +
+    `\n--model also takes hf:OWNER/REPO/FILE, a file downloaded with \`${pullProgram(program)} pull\` ` +
+    `(cache: BN_CACHE, else $XDG_CACHE_HOME/bitnet-server, else ~/.cache/bitnet-server).\n`;
 }
 
-/** The model path to load, or an error message naming what to do. */
-async function resolveModel(config: ServerConfig): Promise<string> {
-  const path = config.model ?? DEFAULT_MODEL_PATH;
-  try {
-    const info = await Deno.stat(path);
-    if (!info.isFile) throw new TypeError(`Cannot load model "${path}": it is not a file`);
-    return path;
-  } catch (e) {
-    if (e instanceof TypeError) throw e;
-    if (config.model) throw new TypeError(`Cannot load model "${path}": ${(e as Error).message}`);
-    throw new TypeError(
-      `The embedded default model ${path} is missing (rebuild it with \`deno task train\`).\n` +
-        `Pass --model PATH (for example the official ggml-model-i2_s.gguf), or generate a synthetic model:\n` +
-        `  deno task synth --preset tiny --out /tmp/tiny.gguf && deno task serve --model /tmp/tiny.gguf`,
-    );
-  }
-}
+/** `deno task` for the serve task, else the launcher itself (`bitnet-server pull`). */
+const pullProgram = (program: string) => program === "deno task serve" ? "deno task" : program;
 
-async function readKeys(config: ServerConfig): Promise<string[]> {
+async function readKeys(config: ServerConfig, cwd: string): Promise<string[]> {
   if (!config.apiKeyFile) return config.apiKeys;
+  const path = resolve(cwd, config.apiKeyFile);
   let text: string;
   try {
-    text = await Deno.readTextFile(config.apiKeyFile);
+    text = await Deno.readTextFile(path);
   } catch (e) {
-    throw new TypeError(`Cannot read --api-key-file "${config.apiKeyFile}": ${(e as Error).message}`);
+    throw new TypeError(`Cannot read --api-key-file "${path}": ${(e as Error).message}`);
   }
   const keys = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
-  if (!keys.length) throw new TypeError(`--api-key-file "${config.apiKeyFile}" holds no keys`);
+  if (!keys.length) throw new TypeError(`--api-key-file "${path}" holds no keys`);
   return [...config.apiKeys, ...keys];
 }
 
@@ -219,13 +210,17 @@ export async function main(
     say(`error: ${(e as Error).message}`);
     return 2;
   }
+  const program = env.BN_PROG || "deno task serve";
   if (config.help) {
-    console.log(usage());
+    console.log(usage(program));
     return 0;
   }
+  // Relative paths start where the user ran the command: deno tasks run in the project root and
+  // pass the user's directory as INIT_CWD.
+  const cwd = env.INIT_CWD || Deno.cwd();
   try {
-    apiKeys = await readKeys(config);
-    modelPath = await resolveModel(config);
+    apiKeys = await readKeys(config, cwd);
+    modelPath = await locateModel(config.model, { cwd, env, program: pullProgram(program) });
     playground = config.playground ? await loadPlayground() : undefined;
   } catch (e) {
     say(`error: ${(e as Error).message}`);
@@ -298,7 +293,22 @@ export async function main(
     await server.shutdown();
     return 1;
   }
+  const info = state.engine!.info;
   say(`model: ${state.engine!.describe()}`);
+  if (modelPath === DEFAULT_MODEL_PATH) {
+    const pull = pullProgram(program);
+    say(
+      `note: this is the embedded demo model, a small model trained on 1961 American English with a ` +
+        `${info.nCtxTrain}-token context: it writes English, not answers. For the real model (BitNet b1.58 ` +
+        `2B4T, a 1.2 GB download):\n  ${pull} pull\n  ${program} --model ${formatHfRef(DEFAULT_PULL)}`,
+    );
+  }
+  if (info.nCtx > info.nCtxTrain) {
+    say(
+      `warning: the context (${info.nCtx} positions per slot) is longer than the model was trained on ` +
+        `(${info.nCtxTrain}): positions past ${info.nCtxTrain} are ones it never saw, expect degraded output`,
+    );
+  }
   const auth = apiKeys.length ? `${apiKeys.length} API key(s)` : "no API key";
   const cors = config.corsOrigins.length ? `CORS ${config.corsOrigins.join(",")}` : "CORS off";
   say(
@@ -312,11 +322,17 @@ export async function main(
   return await (stopping ?? Promise.resolve(0));
 }
 
-/** The environment variables the server reads (nothing else: `--allow-env=BN_*` is enough). */
+/**
+ * Variables the server reads besides the flags' `BN_*`: where `deno task pull` caches models
+ * (`BN_CACHE`, `XDG_CACHE_HOME`, `HOME`), the user's directory under `deno task` (`INIT_CWD`), and the
+ * launcher's name for itself (`BN_PROG`). The serve task allows exactly these.
+ */
+export const OTHER_ENV = ["BN_CACHE", "BN_PROG", "XDG_CACHE_HOME", "HOME", "INIT_CWD"] as const;
+
+/** The environment variables the server reads (nothing else: `--allow-env=BN_*,XDG_CACHE_HOME,HOME,INIT_CWD`). */
 export function readEnv(): Record<string, string | undefined> {
-  return Object.fromEntries(
-    Object.values(FLAGS).filter(([name]) => name).map(([name]) => [name, Deno.env.get(name)]),
-  );
+  const names = [...Object.values(FLAGS).map(([name]) => name).filter(Boolean), ...OTHER_ENV];
+  return Object.fromEntries(names.map((name) => [name, Deno.env.get(name)]));
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args, readEnv()));

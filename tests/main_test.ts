@@ -208,3 +208,72 @@ Deno.test("with the serve task's permissions, the process has no network left af
     await outside.shutdown();
   }
 });
+
+/** Runs `deno task serve ARGS` from `cwd` (a directory inside the repository) until `re` shows. */
+async function taskUntil(cwd: string, args: string[], re: RegExp): Promise<{ log: string; code: number }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["task", "-q", "serve", ...args],
+    cwd,
+    env: { NO_COLOR: "1" },
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  let log = "";
+  try {
+    log = await waitFor(stderr, re);
+    child.kill("SIGTERM");
+  } catch (e) {
+    if (!/process ended/.test((e as Error).message)) throw e;
+    log = (e as Error).message;
+  } finally {
+    await stderr.cancel();
+  }
+  return { log, code: (await child.status).code };
+}
+
+Deno.test("deno task serve from a subdirectory: --model paths start there, errors show the absolute path", async () => {
+  const routes = `${ROOT}routes`;
+  const missing = await taskUntil(routes, ["--model", "nope.gguf", "--port", "0"], /serving on/);
+  assertEquals(missing.code, 1);
+  assert(
+    missing.log.includes(`Cannot load model "${routes}/nope.gguf" (--model nope.gguf from ${routes})`),
+    missing.log,
+  );
+
+  const ok = await taskUntil(
+    routes,
+    ["--model", "../models/default.gguf", "--port", "0", "--threads", "1"],
+    /serving on/,
+  );
+  assert(ok.log.includes(`loading ${ROOT}models/default.gguf`), ok.log);
+  // The embedded model says what it is and how to get the real one.
+  assert(ok.log.includes("embedded demo model") && ok.log.includes("256-token context"), ok.log);
+  assert(ok.log.includes("deno task pull\n"), ok.log);
+  assert(
+    ok.log.includes("deno task serve --model hf:microsoft/bitnet-b1.58-2B-4T-gguf/ggml-model-i2_s.gguf"),
+  );
+  assertEquals(ok.code, 0);
+});
+
+Deno.test("--ctx above the model's trained context is served with a warning in the banner", async () => {
+  const model = await tinyModel(); // trained context 256
+  const child = serve(["--model", model, "--port", "0", "--threads", "1", "--slots", "1", "--ctx", "512"]);
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  const stdout = new Response(child.stdout).text();
+  try {
+    const banner = await waitFor(stderr, /serving on/);
+    assert(banner.includes("1 slot(s) x 512 ctx"), banner);
+    assert(
+      /warning: the context \(512 positions per slot\) is longer than the model was trained on \(256\)/.test(
+        banner,
+      ),
+    );
+    assert(!banner.includes("embedded demo model"), "a --model file is not the demo model");
+  } finally {
+    child.kill("SIGTERM");
+    await stderr.cancel();
+    await child.status;
+    await stdout;
+  }
+});

@@ -36,6 +36,8 @@ export interface ModelInfo {
   readonly path: string;
   readonly arch: string;
   readonly nCtx: number;
+  /** The context length the model was trained with (its GGUF `context_length`). */
+  readonly nCtxTrain: number;
   readonly nSlots: number;
   readonly nVocab: number;
   readonly kernel: string;
@@ -113,6 +115,7 @@ export class Engine {
       path,
       arch: config.arch,
       nCtx: runtime.sizes.nCtx,
+      nCtxTrain: config.contextLength,
       nSlots: runtime.sizes.nSlots,
       nVocab: config.nVocab,
       kernel: runtime.kernel,
