@@ -35,7 +35,9 @@ const result = {
   connect: await outcome(async () =>
     (await Deno.connect({ hostname: target.hostname, port: +target.port })).close()
   ),
-  listen: await outcome(async () => Deno.listen({ hostname: "127.0.0.1", port: 0 }).close()),
+  listen: await outcome(() =>
+    Promise.resolve().then(() => Deno.listen({ hostname: "127.0.0.1", port: 0 }).close())
+  ),
   serveAgain: await outcome(() =>
     Deno.serve({ port: 0, onListen: () => {} }, () => new Response()).shutdown()
   ),
