@@ -4,8 +4,8 @@
  */
 const ROOT = new URL("../", import.meta.url);
 
-/** `deno run <the serve task's flags> main.ts ...args`, from the repository root. */
-export function serve(args: string[]): Deno.ChildProcess {
+/** `deno run <the serve task's flags> main.ts ...args`, from the repository root, with `env` added. */
+export function serve(args: string[], env: Record<string, string> = {}): Deno.ChildProcess {
   const task: string = JSON.parse(Deno.readTextFileSync(new URL("deno.json", ROOT))).tasks.serve;
   const flags = task.split(/\s+/).slice(1); // drop "deno"
   return new Deno.Command(Deno.execPath(), {
@@ -13,7 +13,7 @@ export function serve(args: string[]): Deno.ChildProcess {
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", ...env },
   }).spawn();
 }
 
