@@ -72,7 +72,8 @@ export function createApp(state: ServerState, options: AppOptions = {}): Hono<Ap
     app.use(cors({
       origin: origins.includes("*") ? "*" : [...origins],
       allowMethods: ["GET", "HEAD", "POST", "OPTIONS"],
-      allowHeaders: ["Authorization", "Content-Type", "X-Request-Id"],
+      // No allowHeaders: a preflight gets the headers it asks for (the openai client sends its
+      // X-Stainless-* headers; other SDKs their own). Origins are what protect the server.
       exposeHeaders: ["X-Request-Id", "Retry-After"],
       maxAge: 600,
     }));

@@ -165,12 +165,18 @@ export class Generation {
   readonly #timer: ReturnType<typeof setTimeout> | undefined;
   readonly #usage = { completion: 0, cached: 0 };
   #timings: TimingsBody | null = null;
+  /** Per run: tokens seen so far, and whether its `done` event came (then the engine counted it). */
+  readonly #tokens: number[];
+  readonly #finished: boolean[];
+  #started = false;
   #ended = false;
 
   constructor(c: Context<AppEnv>, deps: Deps, specs: readonly RunSpec[], options: GenerationOptions) {
     const { param } = options;
     this.specs = specs;
     this.keepAliveSeconds = deps.keepAliveSeconds;
+    this.#tokens = specs.map(() => 0);
+    this.#finished = specs.map(() => false);
     this.#deps = deps;
     this.#rec = c.get("record");
     this.#rec.user = options.user ?? undefined;
@@ -183,6 +189,7 @@ export class Generation {
     const engine = c.get("engine");
     try {
       for (const spec of specs) this.#runs.push(engine.generate(spec.request, this.#ac.signal));
+      this.#started = true;
     } catch (e) {
       this.cancel(e);
       this.end();
@@ -195,13 +202,35 @@ export class Generation {
     if (!this.#ac.signal.aborted) this.#ac.abort(reason);
   }
 
-  /** Releases the timer and listeners; idempotent. */
+  /**
+   * Releases the timer and listeners, and counts runs that ended without finishing (cancelled by the
+   * client, timed out, shut down, failed) into the metrics with their tokens; idempotent.
+   */
   end(): void {
     if (this.#ended) return;
     this.#ended = true;
     clearTimeout(this.#timer);
     this.#clientSignal.removeEventListener("abort", this.#onClientAbort);
     this.#deps.state.release(this.#ac);
+    if (!this.#started) return; // refused at admission (429, 503): no generation ran
+    const { metrics } = this.#deps;
+    for (let i = 0; i < this.specs.length; i++) {
+      if (this.#finished[i]) continue;
+      metrics.generatedTokens.inc({}, this.#tokens[i]);
+      metrics.finished.inc({ reason: this.#unfinishedReason() });
+    }
+  }
+
+  /** The `bn_generations_total` reason of a run that did not finish. */
+  #unfinishedReason(): string {
+    const code = this.#ac.signal.aborted ? (this.#ac.signal.reason as ApiError | undefined)?.code : undefined;
+    return code === "client_closed"
+      ? "cancelled"
+      : code === "request_timeout"
+      ? "timeout"
+      : code === "shutting_down"
+      ? "shutdown"
+      : "error";
   }
 
   /** Usage so far: each distinct prompt counted once, completions summed over choices. */
@@ -260,10 +289,12 @@ export class Generation {
   #tap(i: number, ev: GenerationEvent, lastAt: number[]): void {
     const { metrics } = this.#deps, rec = this.#rec;
     if (ev.type === "token") {
+      this.#tokens[i]++;
       const now = performance.now();
       if (lastAt[i]) metrics.tokenLatency.observe((now - lastAt[i]) / 1000);
       lastAt[i] = now;
     } else if (ev.type === "done") {
+      this.#finished[i] = true;
       const { usage, timings } = ev;
       this.#usage.completion += usage.completionTokens;
       if (i === 0) this.#usage.cached = usage.cachedTokens;

@@ -87,10 +87,13 @@ export class Metrics {
     "bn_prompt_tokens_cached_total",
     "Prompt tokens reused from the KV cache.",
   );
-  readonly generatedTokens = new Counter("bn_generated_tokens_total", "Tokens generated (all requests).");
+  readonly generatedTokens = new Counter(
+    "bn_generated_tokens_total",
+    "Tokens generated, for finished and cancelled, timed-out or failed generations alike.",
+  );
   readonly finished = new Counter(
     "bn_generations_total",
-    "Generations by finish reason (stop, length, error).",
+    "Generations by how they ended: stop, length, cancelled (client gone), timeout, shutdown, error.",
   );
   readonly ttft = new Histogram(
     "bn_time_to_first_token_seconds",

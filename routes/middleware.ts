@@ -41,11 +41,7 @@ function finish({ log, metrics }: Deps, rec: RequestRecord): void {
   metrics.requests.inc({ route: rec.route, status: String(rec.status) });
   metrics.duration.observe(ms / 1000);
   if (rec.error) metrics.errors.inc({ type: rec.error.type, code: rec.error.code ?? "" });
-  const level = rec.status >= 500 || (rec.error && rec.error.status >= 500)
-    ? "error"
-    : rec.status >= 400
-    ? "warn"
-    : "info";
+  const level = logLevel(rec);
   const generated = rec.finishReasons.length > 0;
   log(level, {
     msg: "request",
@@ -65,6 +61,22 @@ function finish({ log, metrics }: Deps, rec: RequestRecord): void {
     param: rec.error?.param ?? undefined,
     user: rec.user,
   });
+}
+
+/** Statuses that are answers, not failures: probes while loading or draining say 503 by design. */
+const PROBES = new Set(["/ready", "/health"]);
+const UNAVAILABLE = new Set(["loading", "shutting_down"]);
+
+/**
+ * The level of a request's log line: `error` for server faults, `warn` for refused requests (4xx,
+ * and 503 while loading or draining, which a load balancer retries elsewhere), `info` otherwise,
+ * including `/ready`'s 503 while loading or draining.
+ */
+export function logLevel(rec: RequestRecord): "info" | "warn" | "error" {
+  if (PROBES.has(rec.route) && rec.status === 503) return "info";
+  const status = Math.max(rec.status, rec.error?.status ?? 0);
+  if (status === 503 && rec.error?.code && UNAVAILABLE.has(rec.error.code)) return "warn";
+  return status >= 500 ? "error" : rec.status >= 400 ? "warn" : "info";
 }
 
 /** Puts the engine in `c.var.engine`, or answers 503 while loading or draining. */

@@ -3,19 +3,21 @@
  * Deno and no network. It holds the deno runtime binary (npm's plain `@deno/linux-x64-glibc` build,
  * the one running this script unless `--deno` names another), the server's module graph, the
  * committed `.wasm` builds, the chat playground's files (`playground/`), the embedded default model,
- * a `DENO_DIR` with the npm packages the server imports (started `--cached-only --frozen`), the operator files of `deploy/`, and a POSIX
- * launcher `bin/bitnet-server` that runs the server with the permissions of `deno task serve`.
+ * a `DENO_DIR` with the npm packages the server imports (started `--cached-only --frozen`), the
+ * operator files of `deploy/`, and a POSIX launcher `bin/bitnet-server` that runs the server with the
+ * permissions of `deno task serve`, and `bin/bitnet-server pull` (the model download, scripts/pull.ts)
+ * with those of `deno task pull`.
  *
  * ```sh
- * deno task dist                        # dist/bitnet-server-<version>-linux-x64{/,.tar.gz}
+ * deno task dist                        # dist/bitnet-server-0.1.0-linux-x64{/,.tar.gz} (deno.json's version)
  * deno task dist --out /tmp/rel --no-model --version 1.0.0
- * tar -xzf dist/bitnet-server-v1-linux-x64.tar.gz -C /opt
- * /opt/bitnet-server-v1-linux-x64/bin/bitnet-server --model /srv/models/model.gguf --host 0.0.0.0
+ * tar -xzf dist/bitnet-server-0.1.0-linux-x64.tar.gz -C /opt
+ * /opt/bitnet-server-0.1.0-linux-x64/bin/bitnet-server --model /srv/models/model.gguf --host 0.0.0.0
  * ```
  *
  * Options: `--out DIR` (default `dist/`), `--deno FILE` (default: this runtime), `--model FILE`
  * (default `models/default.gguf`; missing: a warning, and the release needs `--model`), `--no-model`,
- * `--version V` (default `git describe`), `--no-tar`.
+ * `--version V` (default: deno.json's `version`; the commit goes in the release's `VERSION` file), `--no-tar`.
  *
  * Why not `deno compile`: it downloads its `denort` runtime at compile time, which offline build
  * machines cannot; on a host with internet access it works too, but this release is what CI tests.
@@ -61,12 +63,38 @@ export interface DistOptions {
  * ```
  */
 export function serveFlags(denoJson = rootPath("deno.json")): string[] {
-  const task = JSON.parse(Deno.readTextFileSync(denoJson)).tasks?.serve;
+  return taskFlags("serve", "main.ts", denoJson);
+}
+
+/** The flags of `deno task pull` (scripts/pull.ts), for `bitnet-server pull`. */
+export function pullFlags(denoJson = rootPath("deno.json")): string[] {
+  return taskFlags("pull", "scripts/pull.ts", denoJson);
+}
+
+function taskFlags(name: string, entry: string, denoJson: string): string[] {
+  const task = JSON.parse(Deno.readTextFileSync(denoJson)).tasks?.[name];
   const words = typeof task === "string" ? task.trim().split(/\s+/) : [];
-  if (words[0] !== "deno" || words[1] !== "run" || words.at(-1) !== "main.ts") {
-    throw new SyntaxError(`deno.json's "serve" task should be "deno run <flags> main.ts", got ${task}`);
+  if (words[0] !== "deno" || words[1] !== "run" || words.at(-1) !== entry) {
+    throw new SyntaxError(`deno.json's "${name}" task should be "deno run <flags> ${entry}", got ${task}`);
   }
   return words.slice(2, -1).filter((w) => !/^--lock(=|$)/.test(w));
+}
+
+/** `bitnet-server-<version>-<os>-<arch>`: the release directory's and the tarball's name. */
+export function releaseName(
+  version: string,
+  os: string = Deno.build.os,
+  arch: string = Deno.build.arch,
+): string {
+  const short = arch === "x86_64" ? "x64" : arch === "aarch64" ? "arm64" : arch;
+  return `bitnet-server-${version}-${os}-${short}`;
+}
+
+/** deno.json's `version`: the default release version (the README's commands use it). */
+export function defaultVersion(denoJson = rootPath("deno.json")): string {
+  const v = JSON.parse(Deno.readTextFileSync(denoJson)).version;
+  if (typeof v !== "string" || !v) throw new SyntaxError(`deno.json has no "version"`);
+  return v;
 }
 
 /** Flags the launcher adds in front of the serve flags: no network, no lockfile drift. */
@@ -79,14 +107,25 @@ const NPM_REGISTRY = "https://registry.npmjs.org/";
 
 const quote = (s: string) => /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'"'"'`)}'`;
 
-/** The text of `bin/bitnet-server`: POSIX sh, paths relative to itself, "$@" passed through. */
-export function launcherScript(flags: readonly string[], version: string): string {
-  const args = [...releaseFlags("$root").map((f) => f.replace("$root", '"$root"')), ...flags.map(quote)];
+/**
+ * The text of `bin/bitnet-server`: POSIX sh, paths relative to itself, "$@" passed through. `pull`
+ * as the first argument runs the model download with `pullFlags` instead of the server.
+ */
+export function launcherScript(
+  flags: readonly string[],
+  version: string,
+  pull: readonly string[] = [],
+): string {
+  const release = releaseFlags("$root").map((f) => f.replace("$root", '"$root"'));
+  const args = [...release, ...flags.map(quote)];
+  const pullArgs = [...release, ...pull.map(quote)];
   return `#!/bin/sh
 # bitnet-server ${version}: starts the ternary edge server from this release directory.
 #   bin/bitnet-server [--model FILE] [--host ADDR] [--port N] ...   (--help lists every flag)
-# Flags and BN_* environment variables pass through. The permissions are those of \`deno task serve\`:
-# read files, listen on the network, read BN_* variables; no writing, no subprocesses, no FFI.
+#   bin/bitnet-server pull [REPO] [FILE]     download a model from the Hugging Face Hub (--help)
+# Flags and BN_* environment variables pass through. The server's permissions are those of
+# \`deno task serve\`: read files, listen (the network permission is dropped once it listens), read
+# its environment variables; no writing, no subprocesses, no FFI. \`pull\` has those of \`deno task pull\`.
 # The runtime and its npm packages come from this directory: it needs no Deno and no network.
 set -eu
 self=$0
@@ -100,6 +139,14 @@ DENO_NO_UPDATE_CHECK=1
 DENO_NO_PROMPT=1
 NPM_CONFIG_REGISTRY=${NPM_REGISTRY}
 export DENO_DIR DENO_NO_UPDATE_CHECK DENO_NO_PROMPT NPM_CONFIG_REGISTRY
+# Help and messages name this launcher; relative paths start here (INIT_CWD is for deno tasks).
+BN_PROG=$0
+export BN_PROG
+unset INIT_CWD
+if [ "\${1-}" = pull ]; then
+  shift
+  exec "$root/bin/deno" run ${pullArgs.join(" ")} "$root/app/scripts/pull.ts" "$@"
+fi
 exec "$root/bin/deno" run ${args.join(" ")} "$root/app/main.ts" "$@"
 `;
 }
@@ -140,11 +187,11 @@ interface Graph {
   readonly npm: string[];
 }
 
-/** The local modules and npm packages that `main.ts` and the kernel worker load. */
+/** The local modules and npm packages that `main.ts`, the kernel worker and the pull load. */
 async function moduleGraph(deno: string): Promise<Graph> {
   const files = new Set<string>(), npm = new Set<string>();
   const rootUrl = ROOT.href;
-  for (const entry of ["main.ts", "wasm/worker.ts"]) {
+  for (const entry of ["main.ts", "wasm/worker.ts", "scripts/pull.ts"]) {
     const info = JSON.parse(await run(deno, ["info", "--json", entry], { cwd: rootPath(".") }));
     for (const m of info.modules as { specifier: string }[]) {
       if (m.specifier.startsWith(rootUrl)) files.add(decodeURIComponent(m.specifier.slice(rootUrl.length)));
@@ -179,9 +226,9 @@ async function cacheNpm(deno: string, app: string, cacheDir: string, npm: string
   }
 }
 
-function defaultVersion(): Promise<string> {
+function gitCommit(): Promise<string> {
   return run("git", ["describe", "--always", "--dirty", "--tags"], { cwd: rootPath(".") })
-    .then((s) => s.trim() || "dev", () => "dev");
+    .then((s) => s.trim() || "unknown", () => "unknown");
 }
 
 /**
@@ -196,13 +243,8 @@ function defaultVersion(): Promise<string> {
 export async function buildDist(options: DistOptions = {}): Promise<DistResult> {
   const log = options.log ?? ((line: string) => console.error(line));
   const deno = options.deno ?? Deno.execPath();
-  const version = options.version ?? await defaultVersion();
-  const arch = Deno.build.arch === "x86_64"
-    ? "x64"
-    : Deno.build.arch === "aarch64"
-    ? "arm64"
-    : Deno.build.arch;
-  const name = `bitnet-server-${version}-${Deno.build.os}-${arch}`;
+  const version = options.version ?? defaultVersion();
+  const name = releaseName(version);
   const out = options.out ?? rootPath("dist");
   const dir = `${out}/${name}`;
   await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -252,11 +294,13 @@ export async function buildDist(options: DistOptions = {}): Promise<DistResult> 
   log(`runtime: ${deno} (${denoVersion})`);
   await cacheNpm(deno, app, `${dir}/cache`, graph.npm);
 
-  await Deno.writeTextFile(`${dir}/bin/bitnet-server`, launcherScript(serveFlags(), version));
+  await Deno.writeTextFile(`${dir}/bin/bitnet-server`, launcherScript(serveFlags(), version, pullFlags()));
   await Deno.chmod(`${dir}/bin/bitnet-server`, 0o755);
   await Deno.writeTextFile(
     `${dir}/VERSION`,
-    `${name}\n${denoVersion}\nnpm: ${graph.npm.join(" ")}\ndefault model: ${hasModel ? "yes" : "no"}\n`,
+    `${name}\ncommit: ${await gitCommit()}\n${denoVersion}\nnpm: ${graph.npm.join(" ")}\ndefault model: ${
+      hasModel ? "yes" : "no"
+    }\n`,
   );
   // The read-only service never writes its cache; make every file readable by any user.
   await run("chmod", ["-R", "a+rX,go-w", dir]);

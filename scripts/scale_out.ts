@@ -16,7 +16,7 @@
  * ```sh
  * deno run --allow-read --allow-write=/tmp --allow-run --allow-net=127.0.0.1 --allow-env scripts/scale_out.ts
  * deno run ... scripts/scale_out.ts --concurrency 8 --spread 12 --kill-requests 9   # about the CI scale
- * deno run ... scripts/scale_out.ts --launcher dist/bitnet-server-v1-linux-x64/bin/bitnet-server
+ * deno run ... scripts/scale_out.ts --launcher dist/bitnet-server-0.1.0-linux-x64/bin/bitnet-server
  * ```
  *
  * @module

@@ -4,7 +4,7 @@
 # deno binary links, found with ldd on this machine.
 #
 #   deploy/container/build.sh RELEASE_DIR [TAG] [more podman build options...]
-#   PODMAN="podman --root /tmp/store" deploy/container/build.sh dist/bitnet-server-v1-linux-x64
+#   PODMAN="podman --root /tmp/store" deploy/container/build.sh dist/bitnet-server-0.1.0-linux-x64
 #
 # buildah works the same way: PODMAN=buildah deploy/container/build.sh ... (buildah build ...).
 set -eu

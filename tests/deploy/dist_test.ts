@@ -8,7 +8,15 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import OpenAI from "openai";
-import { buildDist, releaseFlags, serveFlags } from "../../scripts/dist.ts";
+import {
+  buildDist,
+  defaultVersion,
+  pullFlags,
+  releaseFlags,
+  releaseName,
+  serveFlags,
+} from "../../scripts/dist.ts";
+import { FakeHub, sha256 } from "../engine/model/_fake_hub.ts";
 import { freePort, sleep } from "../../scripts/deploy/cluster.ts";
 import { tinyModel } from "../_models.ts";
 
@@ -53,6 +61,8 @@ Deno.test("deno task dist: a release directory and tarball with runtime, code, w
       "app/playground/app.js",
       "app/deno.json",
       "app/deno.lock",
+      "app/scripts/pull.ts",
+      "app/engine/model/download.ts",
       "deploy/container/probe.ts",
       "deploy/systemd/bitnet-server.service",
     ]
@@ -64,10 +74,23 @@ Deno.test("deno task dist: a release directory and tarball with runtime, code, w
     (Deno.statSync(`${r.root}/bin/deno`).mode! & 0o111) !== 0 &&
       (Deno.statSync(`${r.root}/bin/bitnet-server`).mode! & 0o111) !== 0,
   );
-  // Nothing of the test suite, the scripts or the dev-only packages.
+  // Nothing of the test suite, the other scripts or the dev-only packages.
+  const scripts = [...Deno.readDirSync(`${r.root}/app/scripts`)].map((e) => e.name);
+  assertEquals(scripts, ["pull.ts"]);
   const absentPackages = ["openai", "puppeteer-core"].map((p) => `cache/npm/registry.npmjs.org/${p}`);
-  for (const absent of ["app/tests", "app/scripts", ...absentPackages]) {
+  for (const absent of ["app/tests", ...absentPackages]) {
     assert(!(await sh("test", ["-e", `${r.root}/${absent}`])).ok, absent);
+  }
+  assert(Deno.readTextFileSync(`${r.root}/VERSION`).startsWith(`${r.name}\ncommit: `));
+});
+
+Deno.test("the README's and deploy/'s release names are the ones deno task dist builds by default", () => {
+  const expected = releaseName(defaultVersion(), "linux", "x86_64");
+  for (const file of ["README.md", "deploy/container/Containerfile", "deploy/container/build.sh"]) {
+    const names = [...Deno.readTextFileSync(`${ROOT}${file}`).matchAll(/bitnet-server-[\w.<>-]+?-linux-x64/g)]
+      .map((m) => m[0]).filter((n) => !n.includes("<version>"));
+    assert(names.length > 0 || file !== "README.md", file);
+    for (const n of names) assertEquals(n, expected, `${file} names ${n}`);
   }
 });
 
@@ -83,6 +106,10 @@ Deno.test("the launcher and the container entrypoint run with exactly the serve 
   assertEquals(words.slice(3, 6), releaseFlags('"$root"'));
   assertEquals(words.slice(6, 6 + flags.length), flags);
   assert(exec.endsWith(`"$root/app/main.ts" "$@"`), exec);
+  const pullExec = launcher.split("\n").find((l) => l.trim().startsWith("exec ") && l.includes("pull.ts"))!;
+  const pullWords = [...pullExec.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]);
+  assertEquals(pullWords.slice(6, 6 + pullFlags().length), pullFlags());
+  assert(pullExec.trim().endsWith(`"$root/app/scripts/pull.ts" "$@"`), pullExec);
 
   const containerfile = Deno.readTextFileSync(`${ROOT}deploy/container/Containerfile`);
   const entry = JSON.parse(containerfile.match(/^ENTRYPOINT (\[.*\])$/m)![1]) as string[];
@@ -199,6 +226,41 @@ Deno.test("the unpacked tarball starts without deno on PATH or network and strea
   }
   assertEquals((await b.child.status).code, 0);
   await b.drained;
+});
+
+Deno.test("the launcher's help names it; `bitnet-server pull` downloads a model that --model hf: then serves", async () => {
+  const r = await release;
+  const launcher = `${r.root}/bin/bitnet-server`;
+  const env = { PATH: `${work}/empty-bin`, HOME: "/nonexistent" };
+  const help = await sh(launcher, ["--help"], { clearEnv: true, env });
+  assert(help.ok && help.stdout.startsWith(`Usage: ${launcher} [options]`), help.stdout + help.stderr);
+  assert(help.stdout.includes(`\`${launcher} pull\``), help.stdout);
+  const pullHelp = await sh(launcher, ["pull", "--help"], { clearEnv: true, env });
+  assert(pullHelp.ok && pullHelp.stdout.startsWith(`Usage: ${launcher} pull [REPO] [FILE]`), pullHelp.stdout);
+
+  const bytes = await Deno.readFile(await tinyModel({ seed: 5 }));
+  const hub = new FakeHub([{ owner: "acme", repo: "tiny-gguf", file: "model.gguf", bytes }]);
+  const cache = `${work}/pull-cache`;
+  try {
+    const pulled = await sh(launcher, ["pull", "acme/tiny-gguf", "model.gguf"], {
+      clearEnv: true,
+      env: { ...env, HF_ENDPOINT: hub.endpoint, BN_CACHE: cache },
+    });
+    assert(pulled.ok, pulled.stderr);
+    assertEquals(pulled.stdout.trim(), `${cache}/hf/acme/tiny-gguf/main/model.gguf`);
+    assert(pulled.stderr.includes(`serve it with:\n  ${launcher} --model hf:acme/tiny-gguf/model.gguf`));
+    assertEquals(sha256(Deno.readFileSync(pulled.stdout.trim())), sha256(bytes));
+  } finally {
+    await hub.close();
+  }
+  const s = await startRelease(launcher, ["--model", "hf:acme/tiny-gguf/model.gguf"], { BN_CACHE: cache });
+  try {
+    assert(s.log().includes(`loading ${cache}/hf/acme/tiny-gguf/main/model.gguf`), s.log());
+  } finally {
+    s.child.kill("SIGTERM");
+  }
+  assertEquals((await s.child.status).code, 0);
+  await s.drained;
 });
 
 // ---------------------------------------------------------------- container image (podman)

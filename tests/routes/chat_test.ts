@@ -4,6 +4,7 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { createApp } from "../../routes/app.ts";
+import { Metrics } from "../../routes/metrics.ts";
 import { type Harness, type Json, noStop, parseSse, sleep, streamedText, suite } from "./_harness.ts";
 
 const CHAT = "/v1/chat/completions";
@@ -28,6 +29,14 @@ async function longStream(h: Harness) {
   await reader.read();
   return reader;
 }
+
+/** The value of one sample line of the exposition text (0 when absent). */
+function value(text: string, sample: string): number {
+  const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
+const metric = (h: Harness, sample: string) => value(h.metrics.render(h.state), sample);
 
 /** Waits until `n` slots are busy (admission happens on the scheduler's next turn). */
 async function busy(h: Harness, n: number) {
@@ -270,6 +279,8 @@ suite("chat completions", {}, [
   }],
 
   ["cancelling the reader mid-stream frees the slot before the next decode step", async (h) => {
+    const tokens0 = metric(h, "bn_generated_tokens_total");
+    const cancelled0 = metric(h, 'bn_generations_total{reason="cancelled"}');
     const reader = await longStream(h);
     await reader.read();
     await reader.read();
@@ -280,6 +291,9 @@ suite("chat completions", {}, [
     assert(h.engine.stats().generatedTokens - before <= 1, "tokens were generated after the cancel");
     await sleep(0);
     assertEquals(h.logs.at(-1)?.error, "client_closed");
+    // The cancelled generation is counted, with the tokens it produced before the cancel.
+    assertEquals(metric(h, 'bn_generations_total{reason="cancelled"}') - cancelled0, 1);
+    assert(metric(h, "bn_generated_tokens_total") - tokens0 >= 2, "the streamed tokens are counted");
   }],
 
   ["a non-streaming request whose client goes away frees its slot", async (h) => {
@@ -295,7 +309,8 @@ suite("chat completions", {}, [
   }],
 
   ["the request timeout ends generation with a clear error (plain and streamed)", async (h) => {
-    const app = createApp(h.state, { timeoutSeconds: 0.005 });
+    const metrics = new Metrics();
+    const app = createApp(h.state, { timeoutSeconds: 0.005, metrics });
     const body = JSON.stringify({ messages: HI, max_tokens: 200, logit_bias: noStop(h) });
     const res = await app.request(CHAT, { method: "POST", body });
     assertEquals(res.status, 504);
@@ -307,6 +322,11 @@ suite("chat completions", {}, [
     const frames = parseSse(await streamed.text()) as Json[];
     assertEquals(frames.at(-1), "[DONE]");
     assertEquals(frames.at(-2).error.code, "request_timeout");
+    await h.idle(500);
+    const text = metrics.render(h.state);
+    assert(text.includes('bn_generations_total{reason="timeout"} 2'), text);
+    const streamedTokens = frames.filter((f) => f !== "[DONE]" && f.choices?.[0]?.delta?.content).length;
+    assert(value(text, "bn_generated_tokens_total") >= streamedTokens, "tokens of timed-out requests count");
   }],
 
   ["x-request-id from the client is echoed; a hostile one is replaced", async (h) => {

@@ -46,6 +46,7 @@ Deno.test("streams still running when the grace period ends get an in-band error
     const err = frames.at(-2).error;
     assertEquals([err.type, err.code], ["service_unavailable", "shutting_down"]);
     assertEquals(h.state.inflight, 0);
+    assert(h.metrics.render(h.state).includes('bn_generations_total{reason="shutdown"} 1'));
   } finally {
     await h.close();
   }

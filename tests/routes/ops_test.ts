@@ -4,7 +4,9 @@
  * server.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import OpenAI from "openai";
 import { createApp } from "../../routes/app.ts";
+import { createLogger } from "../../routes/log.ts";
 import { ServerState } from "../../routes/state.ts";
 import { type Json, noStop, suite } from "./_harness.ts";
 
@@ -194,8 +196,46 @@ suite("operations routes", {}, [
     await denied.body?.cancel();
   }],
 
+  [
+    "CORS preflights allow the headers they ask for: the official openai client's work from a browser",
+    async (h) => {
+      // The headers the openai client really sends, captured from its fetch.
+      const sent = new Set<string>();
+      const client = new OpenAI({
+        baseURL: "https://api.example/v1",
+        apiKey: "k",
+        maxRetries: 0,
+        dangerouslyAllowBrowser: true,
+        fetch: (_url: string | URL | Request, init?: RequestInit) => {
+          for (const k of new Headers(init?.headers).keys()) sent.add(k);
+          return Promise.resolve(Response.json({ object: "list", data: [] }));
+        },
+      });
+      await client.models.list();
+      const custom = [...sent].filter((k) => !["accept", "content-type", "user-agent"].includes(k)).sort();
+      assert(
+        custom.includes("authorization") && custom.some((k) => k.startsWith("x-stainless-")),
+        custom.join(),
+      );
+      const app = createApp(h.state, { corsOrigins: ["https://app.example"] });
+      const preflight = await app.request(CHAT, {
+        method: "OPTIONS",
+        headers: {
+          Origin: "https://app.example",
+          "Access-Control-Request-Method": "POST",
+          "Access-Control-Request-Headers": custom.join(","),
+        },
+      });
+      assertEquals(preflight.status, 204);
+      const allowed = preflight.headers.get("access-control-allow-headers")!.split(",").map((k) => k.trim());
+      assertEquals(allowed, custom);
+      assert(preflight.headers.get("vary")!.includes("Access-Control-Request-Headers"));
+    },
+  ],
+
   ["while loading, /ready and model routes are 503 with Retry-After and /health is 200", async () => {
-    const app = createApp(new ServerState());
+    const logs: { level: string; route: string; status: number }[] = [];
+    const app = createApp(new ServerState(), { log: createLogger("info", (l) => logs.push(JSON.parse(l))) });
     assertEquals((await app.request("/health")).status, 200);
     const ready = await app.request("/ready");
     assertEquals([ready.status, ready.headers.get("retry-after")], [503, "5"]);
@@ -204,5 +244,13 @@ suite("operations routes", {}, [
     assertEquals([res.status, res.headers.get("retry-after")], [503, "5"]);
     assertEquals((await res.json()).error.code, "loading");
     assertEquals((await app.request("/metrics")).status, 200);
+    await new Promise((r) => setTimeout(r, 0)); // log lines are written when responses end
+    // A probe's 503 while loading is the expected answer, not an error; a turned-away request a warning.
+    assertEquals(logs.map((l) => [l.route, l.status, l.level]), [
+      ["/health", 200, "info"],
+      ["/ready", 503, "info"],
+      [CHAT, 503, "warn"],
+      ["/metrics", 200, "info"],
+    ]);
   }],
 ]);
