@@ -211,10 +211,13 @@ Deno.test("with the serve task's permissions, the process has no network left af
 
 /** Runs `deno task serve ARGS` from `cwd` (a directory inside the repository) until `re` shows. */
 async function taskUntil(cwd: string, args: string[], re: RegExp): Promise<{ log: string; code: number }> {
+  // Without the INIT_CWD of the `deno task test` running this (a deno task keeps an inherited one).
+  const { INIT_CWD: _, ...env } = Deno.env.toObject();
   const child = new Deno.Command(Deno.execPath(), {
     args: ["task", "-q", "serve", ...args],
     cwd,
-    env: { NO_COLOR: "1" },
+    clearEnv: true,
+    env: { ...env, NO_COLOR: "1" },
     stdout: "null",
     stderr: "piped",
   }).spawn();
