@@ -119,7 +119,11 @@ export async function main(
     });
     bar?.end();
     const s = (performance.now() - t0) / 1000;
-    const check = r.verified ? "SHA-256 verified" : "size checked (the Hub gives no SHA-256 for this file)";
+    const check = r.verified
+      ? "SHA-256 verified"
+      : r.downloaded
+      ? "size checked (the Hub gives no SHA-256 for this file)"
+      : "not checked (offline)";
     console.error(
       r.downloaded === 0
         ? `already in the cache, ${formatBytes(r.size)}, ${check}: ${r.sha256}`

@@ -89,7 +89,16 @@ export async function pull(options: PullOptions): Promise<PullResult> {
   const url = hubFileUrl(ref, endpoint);
   const path = cachedPath(options.cache, ref);
   const part = `${path}.part`;
-  const meta = await fileMeta(url, options);
+  let meta: FileMeta;
+  try {
+    meta = await fileMeta(url, options);
+  } catch (e) {
+    // Offline with the file already pulled: keep it, as the Hub's client does, and say so.
+    if (!(e instanceof PullError && e.kind === "network") || !await isFile(path)) throw e;
+    log(`${(e as Error).message}\nKeeping the cached ${path}, not checked against the Hub.`);
+    const { size } = await Deno.stat(path);
+    return { path, size, sha256: await hashFile(path, size), verified: false, downloaded: 0, resumedFrom: 0 };
+  }
   if (meta.size !== null && await isFile(path)) {
     const { size } = await Deno.stat(path);
     const sha = size === meta.size ? await hashFile(path, size) : null;

@@ -204,16 +204,24 @@ Deno.test("401, 403 and 404 say what is missing and what to do", async () => {
   });
 });
 
-Deno.test("no network: the error names the host it could not reach", async () => {
+Deno.test("no network: the error names the host it could not reach; a pulled file is kept unchecked", async () => {
   const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (closed.addr as Deno.NetAddr).port;
   closed.close();
   const cache = Deno.makeTempDirSync({ prefix: "bn-pull-test-" });
   try {
+    const endpoint = `http://127.0.0.1:${port}`;
     await rejects(
-      pull({ ref: model, cache, endpoint: `http://127.0.0.1:${port}`, ...fast }),
-      isPullError("network", `Cannot reach 127.0.0.1:${port}`, `HF_ENDPOINT=http://127.0.0.1:${port}`),
+      pull({ ref: model, cache, endpoint, ...fast }),
+      isPullError("network", `Cannot reach 127.0.0.1:${port}`, `HF_ENDPOINT=${endpoint}`),
     );
+    const path = cachedPath(cache, model);
+    Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), { recursive: true });
+    Deno.writeFileSync(path, OTHER);
+    const lines: string[] = [];
+    const kept = await pull({ ref: model, cache, endpoint, log: (l) => lines.push(l), ...fast });
+    assertEquals([kept.path, kept.verified, kept.downloaded, kept.sha256], [path, false, 0, sha256(OTHER)]);
+    assert(lines.join("\n").includes("not checked against the Hub"), lines.join("\n"));
   } finally {
     Deno.removeSync(cache, { recursive: true });
   }
