@@ -10,8 +10,23 @@ import {
   ContextOverflowError,
   DrainingError,
   EngineUnavailableError,
+  ModelOutputError,
   QueueFullError,
+  SamplingError,
 } from "../engine/run/errors.ts";
+
+/** The request field of each engine sampling parameter, for `param` in errors. */
+const SAMPLING_FIELDS: Record<string, string> = {
+  temperature: "temperature",
+  topK: "top_k",
+  topP: "top_p",
+  minP: "min_p",
+  repetitionPenalty: "repetition_penalty",
+  presencePenalty: "presence_penalty",
+  frequencyPenalty: "frequency_penalty",
+  logitBias: "logit_bias",
+  seed: "seed",
+};
 
 /** OpenAI's error object. */
 export interface ErrorBody {
@@ -100,6 +115,12 @@ export function toApiError(e: unknown, param: string | null = null): ApiError {
       code: "engine_unavailable",
       retryAfter: 5,
     });
+  }
+  if (e instanceof SamplingError) {
+    return ApiError.badRequest(e.message, SAMPLING_FIELDS[e.param ?? ""] ?? null, "sampling_impossible");
+  }
+  if (e instanceof ModelOutputError) {
+    return new ApiError(500, "server_error", e.message, { code: "model_output_invalid" });
   }
   if (e instanceof ContextOverflowError) {
     return ApiError.badRequest(e.message, param, "context_length_exceeded");

@@ -276,7 +276,11 @@ export class Generation {
       }
       complete = true;
     } catch (e) {
-      const err = toApiError(this.#ac.signal.aborted ? this.#ac.signal.reason : e);
+      const cause = this.#ac.signal.aborted ? this.#ac.signal.reason : e;
+      const err = toApiError(cause);
+      if (err.status >= 500 && !(cause instanceof ApiError)) {
+        this.#deps.log("error", { msg: "generation failed", id: this.#rec.id, error: String(cause) });
+      }
       this.cancel(err);
       this.#rec.error = err;
       throw err;

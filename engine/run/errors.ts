@@ -41,3 +41,22 @@ export class ContextOverflowError extends RangeError {
 export class EngineUnavailableError extends Error {
   override name = "EngineUnavailableError";
 }
+
+/**
+ * The request makes sampling impossible: every token is banned, or its penalties or biases push a
+ * logit to infinity (HTTP 400). `param` names the sampling parameter responsible.
+ */
+export class SamplingError extends RangeError {
+  override name = "SamplingError";
+  constructor(message: string, readonly param: string | null = null) {
+    super(message);
+  }
+}
+
+/**
+ * The model produced logits that are not finite numbers (NaN or infinite): corrupt weights or a
+ * numeric fault in the forward pass, not the request's doing (HTTP 500 naming the cause).
+ */
+export class ModelOutputError extends Error {
+  override name = "ModelOutputError";
+}

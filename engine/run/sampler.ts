@@ -20,12 +20,16 @@
  *   ordered by id. Nothing sorts the vocabulary: top-k is a bounded heap (then only its k
  *   survivors are sorted); top-p without top-k finds its cut with a histogram of the scaled logits
  *   and sorts only the histogram bucket the cut falls in.
+ * - No finite candidate is an error, never a guess: every token banned (refused when the sampler is
+ *   built, if it knows the vocabulary size), or a penalty or bias that pushes a logit to +Infinity,
+ *   throws a {@linkcode SamplingError} naming the parameter.
  * - The draw uses xoshiro128** seeded by splitmix32 from the request seed, and a uniform double from
  *   53 random bits, so the same seed and logits give the same token on every machine that runs the
  *   same V8 (`Math.exp` is V8's own fdlibm port, not the C library's).
  *
  * @module
  */
+import { SamplingError } from "./errors.ts";
 
 import { typicalFilter, TypicalScratch } from "./_typical.ts";
 
@@ -135,6 +139,16 @@ export class Sampler {
       this.#biasIds[i] = id;
       this.#biasValues[i] = bias;
     });
+    if (vocabSize !== undefined) {
+      const banned = new Set<number>();
+      for (let i = 0; i < entries.length; i++) if (this.#biasValues[i] <= BAN) banned.add(this.#biasIds[i]);
+      if (banned.size >= vocabSize) {
+        throw new SamplingError(
+          `Cannot sample: logitBias bans every token of the vocabulary (${vocabSize} tokens)`,
+          "logitBias",
+        );
+      }
+    }
     if (p.seed === undefined) p.seed = crypto.getRandomValues(new Uint32Array(1))[0];
     check(Number.isSafeInteger(p.seed), "seed", p.seed, "a safe integer");
     this.seed = p.seed;
@@ -160,7 +174,13 @@ export class Sampler {
       } else if (x !== x) nan = true;
     }
     if (nan) { for (let i = 0; i < n; i++) if (w[i] !== w[i]) w[i] = -Infinity; }
-    if (best < 0) throw new RangeError("Cannot sample: every token is banned or has a -Infinity/NaN logit");
+    if (best < 0) {
+      throw new SamplingError(
+        "Cannot sample: every token is banned or has a -Infinity/NaN logit",
+        logits.some((x) => x > -Infinity) ? "logitBias" : null,
+      );
+    }
+    if (m === Infinity) throw this.#infinite(logits, best);
     const { temperature: t, topK, minP } = this.params;
     if (t <= GREEDY_T) return best;
 
@@ -168,6 +188,26 @@ export class Sampler {
     const floor = minP > 0 ? m + t * Math.log(minP) : -Infinity; // min-p as a logit threshold
     if (topK > 0 && topK < n) return this.#sampleTopK(w, topK, m, invT, floor);
     return this.#sampleAll(w, m, invT, floor);
+  }
+
+  /** The error for a +Infinity logit after bias and penalties: which parameter put it there. */
+  #infinite(logits: Float32Array, id: number): SamplingError {
+    if (logits[id] === Infinity) return new SamplingError(`Cannot sample: token ${id} has a +Infinity logit`);
+    const p = this.params;
+    const [param, value] = p.repetitionPenalty !== 1
+      ? ["repetitionPenalty", p.repetitionPenalty]
+      : p.frequencyPenalty !== 0
+      ? ["frequencyPenalty", p.frequencyPenalty]
+      : p.presencePenalty !== 0
+      ? ["presencePenalty", p.presencePenalty]
+      : ["logitBias", `+${this.#biasValues[this.#biasIds.indexOf(id)]} on token ${id}`];
+    return new SamplingError(
+      `Cannot sample: ${param} ${value} pushes the logit of token ${id} (${
+        logits[id].toPrecision(6)
+      }) beyond the ` +
+        "float range (+Infinity)",
+      param,
+    );
   }
 
   /** top-k by a bounded heap, then top-p and min-p as prefix cuts of the sorted survivors. */

@@ -12,6 +12,10 @@
  *   running streams keep flowing.
  * - A cancelled sequence (its signal aborted: client gone, timeout) leaves before the next step;
  *   if every sequence of a running step is cancelled, the step itself is aborted.
+ * - Failures stay with the sequences they concern: an exception while sampling or detokenizing one
+ *   row ends that sequence only; a failed step (not a dead worker) ends the step's sequences and the
+ *   next step runs; a sequence that cannot be stepped is ended, never retried in a loop. Only a
+ *   broken worker pool makes the engine unavailable.
  *
  * Per-token results do not depend on what else is in the batch, so output is the same whatever the
  * concurrency.
@@ -21,6 +25,7 @@
 import { DrainingError, EngineUnavailableError, QueueFullError } from "./errors.ts";
 import { ForwardAbortedError, type ModelRuntime } from "./runtime.ts";
 import type { PromptCache, PromptCacheStats } from "./prompt_cache.ts";
+import { PoolBrokenError } from "./thread_pool.ts";
 import type { Sequence } from "./sequence.ts";
 import { chooseSlot } from "./slot_choice.ts";
 
@@ -47,6 +52,8 @@ export interface SchedulerStats {
   readonly stepSeconds: number;
   /** The host-memory prompt cache, when there is one. */
   readonly promptCache: PromptCacheStats | null;
+  /** Seconds the forward step now running has taken so far (0 between steps): the watchdog reads it. */
+  readonly stepRunningSeconds: number;
 }
 
 interface Slot {
@@ -72,6 +79,8 @@ export class Scheduler {
   readonly #slots: Slot[];
   readonly #queue: Sequence[] = [];
   #loop: Promise<void> | null = null;
+  /** performance.now() when the running forward step started; 0 between steps. */
+  #stepStart = 0;
   #draining = false;
   #broken: Error | null = null;
   #idle: (() => void)[] = [];
@@ -110,6 +119,7 @@ export class Scheduler {
       draining: this.#draining,
       ...this.#stats,
       promptCache: this.#opts.promptCache?.stats ?? null,
+      stepRunningSeconds: this.#stepStart ? (performance.now() - this.#stepStart) / 1000 : 0,
     };
   }
 
@@ -131,8 +141,9 @@ export class Scheduler {
 
   #kick(): void {
     if (this.#loop) return;
-    this.#loop = this.#run().finally(() => {
+    this.#loop = this.#run().catch((e) => this.#failAll(e)).finally(() => {
       this.#loop = null;
+      // #run returns only when no sequence can run: anything here arrived since, so this is no loop
       if (this.#queue.length || this.#slots.some((s) => s.seq)) this.#kick();
       else for (const f of this.#idle.splice(0)) f();
     });
@@ -144,10 +155,42 @@ export class Scheduler {
       if (this.#broken) return;
       this.#admit();
       const rows = this.#build();
-      if (!rows.length) return;
+      if (!rows.length) {
+        if (this.#failStalled()) continue; // their slots are free now: admit the queue
+        return;
+      }
       const logits = await this.#forward(rows);
       if (logits) this.#consume(rows, logits);
     }
+  }
+
+  /**
+   * Ends the admitted sequences that the last #build gave no row (not finished, not cancelled,
+   * nothing pending, prompt all fed): they could never progress. Returns whether there were any.
+   */
+  #failStalled(): boolean {
+    let any = false;
+    for (const slot of this.#slots) {
+      const seq = slot.seq;
+      if (!seq || seq.finished || seq.cancelled) continue;
+      seq.fail(new Error(`internal error: the sequence in slot ${seq.slot} has nothing to run`));
+      slot.seq = null;
+      slot.tokens = [];
+      any = true;
+    }
+    this.#reap();
+    return any;
+  }
+
+  /** An exception escaped a step: end every sequence (they share the step) and free every slot. */
+  #failAll(e: unknown): void {
+    const err = e instanceof Error ? e : new Error(String(e));
+    for (const slot of this.#slots) {
+      if (slot.seq && !slot.seq.finished) slot.seq.fail(err);
+      slot.seq = null;
+      slot.tokens = [];
+    }
+    for (const seq of this.#queue.splice(0)) seq.fail(err);
   }
 
   /** Removes cancelled sequences (queued or running) and frees their slots. */
@@ -184,7 +227,14 @@ export class Scheduler {
       if (!choice) return;
       this.#queue.shift();
       const slot = this.#slots[choice.slot];
-      const n = this.#fill(choice.slot, prompt, reusable, choice);
+      let n: number;
+      try {
+        n = this.#fill(choice.slot, prompt, reusable, choice);
+      } catch (e) {
+        seq.fail(e); // this request only; what the slot holds is unknown now
+        slot.tokens = [];
+        continue;
+      }
       slot.seq = seq;
       slot.tokens = prompt.slice(0, n);
       slot.lastUsed = ++this.#clock;
@@ -234,8 +284,15 @@ export class Scheduler {
     const active = this.#slots.map((s) => s.seq).filter((s): s is Sequence =>
       !!s && !s.finished && !s.cancelled
     );
+    const { nVocab } = this.#rt.config, nCtx = this.#rt.sizes.nCtx;
     for (const seq of active) {
       if (seq.pending < 0 || rows.length >= maxBatch || outs >= maxOut) continue;
+      if (!(Number.isInteger(seq.pending) && seq.pending < nVocab && seq.pendingPos < nCtx)) {
+        seq.fail(
+          new Error(`internal error: token ${seq.pending} at position ${seq.pendingPos} cannot be fed`),
+        );
+        continue;
+      }
       rows.push({ seq, token: seq.pending, index: -1, out: true });
       outs++;
     }
@@ -267,7 +324,7 @@ export class Scheduler {
     const ac = new AbortController();
     const check = () => seqs.every((s) => s.cancelled) && ac.abort();
     for (const s of seqs) s.signal?.addEventListener("abort", check);
-    const t0 = performance.now();
+    const t0 = this.#stepStart = performance.now();
     try {
       const logits = await this.#rt.forward({
         tokens: rows.map((r) => r.token),
@@ -280,16 +337,23 @@ export class Scheduler {
       return logits;
     } catch (e) {
       if (e instanceof ForwardAbortedError) return null;
-      this.#broken = e instanceof Error ? e : new Error(String(e));
-      const err = new EngineUnavailableError(`The model failed: ${this.#broken.message}`);
-      for (const slot of this.#slots) {
-        slot.seq?.fail(err);
-        slot.seq = null;
-        slot.tokens = [];
+      const cause = e instanceof Error ? e : new Error(String(e));
+      if (e instanceof PoolBrokenError) {
+        // a worker died: nothing can run any more
+        this.#broken = cause;
+        this.#failAll(new EngineUnavailableError(`The model failed: ${cause.message}`));
+        return null;
       }
-      for (const seq of this.#queue.splice(0)) seq.fail(err);
+      // the step failed, the workers did not: end this step's sequences, the next step runs
+      for (const seq of seqs) {
+        seq.fail(cause);
+        const slot = this.#slots[seq.slot];
+        slot.seq = null;
+        slot.tokens.length = Math.min(slot.tokens.length, seq.fed);
+      }
       return null;
     } finally {
+      this.#stepStart = 0;
       for (const s of seqs) s.signal?.removeEventListener("abort", check);
     }
   }
@@ -307,19 +371,31 @@ export class Scheduler {
         this.#stats.promptTokens++;
       }
       if (!lg || seq.cancelled || seq.finished) continue;
-      if (row.index >= 0 && row.index < seq.promptLength - 1) {
-        seq.promptLogprob(row.index + 1, lg);
-        continue;
+      try {
+        this.#take(row, seq, lg, nCtx);
+      } catch (e) {
+        seq.fail(e); // this sequence only: its slot is freed at the next step
       }
-      if (row.index >= 0) {
-        seq.flushPromptLogprobs();
-        if (seq.request.maxTokens === 0) {
-          seq.finishNow("length");
-          continue;
-        }
+    }
+  }
+
+  /** What one logits row does for its sequence: a prompt logprob, the end, or the next token. */
+  #take(row: Row, seq: Sequence, lg: Float32Array, nCtx: number): void {
+    if (row.index >= 0 && row.index < seq.promptLength - 1) {
+      seq.promptLogprob(row.index + 1, lg);
+      return;
+    }
+    if (row.index >= 0) {
+      seq.flushPromptLogprobs();
+      if (seq.request.maxTokens === 0) {
+        seq.finishNow("length");
+        return;
       }
-      const before = seq.generated;
+    }
+    const before = seq.generated;
+    try {
       seq.next(lg, nCtx);
+    } finally {
       this.#stats.generatedTokens += seq.generated - before;
     }
   }

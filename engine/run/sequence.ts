@@ -6,6 +6,7 @@
  * @module
  */
 import { AsyncQueue } from "./_async_queue.ts";
+import { ModelOutputError } from "./errors.ts";
 import { IncrementalDecoder } from "../text/detokenizer.ts";
 import { logprobs as tokenLogprobs, Sampler, type SamplingParams } from "./sampler.ts";
 import { StopStringMatcher } from "../text/stop_strings.ts";
@@ -122,7 +123,7 @@ export class Sequence {
   ) {
     this.request = request;
     this.signal = signal;
-    this.#sampler = new Sampler(request.sampling);
+    this.#sampler = new Sampler(request.sampling, tokenizer.vocabSize);
     this.#decoder = new IncrementalDecoder(tokenizer, { skipSpecial: true });
     this.#stop = new StopStringMatcher(request.stop ?? []);
     this.#stopTokens = new Set(request.stopTokens ?? defaultStops);
@@ -147,7 +148,7 @@ export class Sequence {
 
   /** Records the log-probability of prompt token `index` from the logits of the position before it. */
   promptLogprob(index: number, all: Float32Array): void {
-    const logits = all.subarray(0, this.#vocab);
+    const logits = checkFinite(all.subarray(0, this.#vocab), index - 1);
     const id = this.request.prompt[index];
     const { logprob, top } = tokenLogprobs(logits, id, this.request.logprobs ?? 0);
     this.#promptLogprobs[index] = { logprob, top };
@@ -163,7 +164,7 @@ export class Sequence {
    * the positions its slot holds.
    */
   next(all: Float32Array, nCtx: number): boolean {
-    const logits = all.subarray(0, this.#vocab);
+    const logits = checkFinite(all.subarray(0, this.#vocab), this.promptLength + this.generated - 1);
     const ban = this.request.ignoreEos || this.generated < (this.request.minTokens ?? 0);
     const id = this.#sampler.sample(logits, this.#history, ban ? this.#stopList : []);
     const now = performance.now();
@@ -228,4 +229,25 @@ export class Sequence {
     this.finished = true;
     this.events.fail(error);
   }
+}
+
+/**
+ * `logits` when every value is finite; otherwise a {@linkcode ModelOutputError} that says how many
+ * are NaN or infinite and where (`position`: the position of the token these logits follow).
+ */
+function checkFinite(logits: Float32Array, position: number): Float32Array {
+  let bad = 0, first = -1;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i];
+    if (x - x !== 0) { // NaN or +-Infinity
+      bad++;
+      if (first < 0) first = i;
+    }
+  }
+  if (!bad) return logits;
+  const nan = logits.reduce((n, x) => n + (x !== x ? 1 : 0), 0);
+  throw new ModelOutputError(
+    `The model produced non-finite logits at position ${position}: ${nan} NaN and ${bad - nan} infinite of ` +
+      `${logits.length} (the first at token ${first}); its weights are corrupt or its arithmetic overflowed`,
+  );
 }

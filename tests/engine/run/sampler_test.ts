@@ -179,8 +179,9 @@ Deno.test("sample() with logit bias -100 bans a token", () => {
   assertEquals(new Sampler({ temperature: 0, logitBias: new Map([[0, -100]]) }).sample(logits), 1);
   assertEquals(new Sampler({ temperature: 0, logitBias: { 2: 10.5 } }).sample(logits), 2);
   throws(() => new Sampler({ temperature: 0, logitBias: { 0: -100, 1: -100 } }).sample(f32([1, 2])), {
-    name: "RangeError",
+    name: "SamplingError",
     message: /banned/,
+    param: "logitBias",
   });
 });
 
@@ -280,4 +281,45 @@ Deno.test("sample() on 128256 logits: time per call (measured, not asserted)", (
   for (let i = 0; i < 100; i++) logprobs(logits, 5, 20);
   lines.push(`logprobs top 20: ${((performance.now() - t0) / 100).toFixed(3)} ms`);
   console.log(lines.join("\n"));
+});
+
+Deno.test("new Sampler() with the vocabulary size refuses a logitBias that bans every token", () => {
+  const all = Object.fromEntries([0, 1, 2, 3].map((id) => [String(id), -100]));
+  throws(() => new Sampler({ logitBias: all }, 4), {
+    name: "SamplingError",
+    param: "logitBias",
+    message: /bans every token of the vocabulary \(4 tokens\)/,
+  });
+  // three of four banned (one of them twice, as "01" and "1"): the fourth can still be sampled
+  const three = new Sampler({ temperature: 0, logitBias: { 0: -100, "01": -100, 1: -100, 2: -100 } }, 4);
+  assertEquals(three.sample(f32([9, 9, 9, 1])), 3);
+});
+
+Deno.test("sample() refuses a penalty or bias that pushes a logit to +Infinity, naming it, at any setting", () => {
+  const logits = f32([2, 1, -1, 0.5]);
+  for (const extra of [{ temperature: 0 }, { topP: 0.9 }, { topK: 2 }, { minP: 0.1 }, {}]) {
+    throws(() => new Sampler({ repetitionPenalty: 1e-300, seed: 1, ...extra }).sample(logits, [0, 1]), {
+      name: "SamplingError",
+      param: "repetitionPenalty",
+      message: /repetitionPenalty 1e-300 pushes the logit of token 0 \(2\.00000\) beyond the float range/,
+    }, JSON.stringify(extra));
+  }
+  throws(() => new Sampler({ frequencyPenalty: -1e308 }).sample(logits, [3]), { param: "frequencyPenalty" });
+  throws(() => new Sampler({ logitBias: { 1: 3.4e38 } }).sample(f32([0, 3.4e38])), {
+    param: "logitBias",
+    message: /logitBias \+3\.4e\+38 on token 1/,
+  });
+  // a penalty whose result stays finite is sampled as before; negative logits shrink towards 0
+  assertEquals(new Sampler({ temperature: 0, repetitionPenalty: 1e-30 }).sample(logits, [2]), 0);
+});
+
+Deno.test("sample() refuses +Infinity logits and never returns a non-id", () => {
+  const logits = f32([0, Infinity, 1, Infinity]);
+  for (const extra of [{ temperature: 0 }, { topP: 0.5 }, { topK: 2 }, {}]) {
+    throws(() => new Sampler(extra).sample(logits), {
+      name: "SamplingError",
+      message: /token 1 has a \+Infinity logit/,
+    });
+  }
+  throws(() => new Sampler().sample(f32([NaN, NaN])), { name: "SamplingError", param: null });
 });
