@@ -10,6 +10,7 @@ import { serve, waitFor } from "./_serve.ts";
 import { serveFlags } from "../scripts/dist.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
+import { rewriteGguf } from "./_gguf_edit.ts";
 
 Deno.test("parseConfig() gives safe defaults", () => {
   const c = parseConfig([]);
@@ -278,5 +279,21 @@ Deno.test("--ctx above the model's trained context is served with a warning in t
     await stderr.cancel();
     await child.status;
     await stdout;
+Deno.test("the server refuses a model whose norm weight is NaN, naming the tensor, and exits 1", async () => {
+  const out = rewriteGguf(await tinyModel(), Deno.makeTempFileSync({ suffix: ".gguf" }), (tensors) => {
+    const t = tensors.find((x) => x.name === "output_norm.weight")!;
+    new DataView(t.data.buffer, t.data.byteOffset).setFloat32(0, NaN, true);
+    return tensors;
+  });
+  try {
+    const res = await serve(["--model", out, "--port", "0", "--threads", "1"]).output();
+    const err = new TextDecoder().decode(res.stderr);
+    assertEquals(res.code, 1);
+    assert(
+      /error: Cannot load model ".*": tensor "output_norm\.weight" holds NaN at element 0/.test(err),
+      err,
+    );
+  } finally {
+    Deno.removeSync(out);
   }
 });

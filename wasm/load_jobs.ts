@@ -12,8 +12,9 @@ import type { KernelHelpers, Region } from "./loader.ts";
 /** One unit of loading work. Offsets are absolute file offsets; dst/dstW/dstS are memory addresses. */
 export type LoadJob =
   /**
-   * Bytes read into place; `check` validates the first `checkBytes` of them (I2_S codes or F16
-   * values). I2_S chunks (starting at a group of four rows, holding `rows` rows of `cols`) are read
+   * Bytes read into place; `check` validates the first `checkBytes` of them (I2_S codes, F16 values,
+   * F32 values (finite and within {@linkcode F32_LIMIT}), Q8_0 block scales (finite); a Q8_0 chunk
+   * starts at a block). I2_S chunks (starting at a group of four rows, holding `rows` rows of `cols`) are read
    * into staging and placed with their rows regrouped in fours, the kernels' layout
    * (kernels/bn_impl.h, bn_i2_row); other tensors are read straight into place (rows 0).
    */
@@ -23,7 +24,9 @@ export type LoadJob =
     readonly offset: number;
     readonly bytes: number;
     readonly dst: number;
-    readonly check: "i2s" | "f16" | null;
+    readonly check: "i2s" | "f16" | "f32" | "q8_0" | null;
+    /** Byte offset of this chunk in its tensor (element numbers in messages count from the tensor). */
+    readonly at?: number;
     readonly checkBytes: number;
     readonly rows: number;
     readonly cols: number;
@@ -60,6 +63,36 @@ export type LoadJob =
 export interface LoadJobError {
   readonly tensor: string;
   readonly detail: string;
+}
+
+/**
+ * Largest magnitude an F32 tensor value (a norm weight, an F32 embedding) may have. Larger values are
+ * no model's: they come from corruption, and they overflow float32 in the forward pass (a norm
+ * weight of 3e38 turns every logit into NaN).
+ */
+export const F32_LIMIT = 1e6;
+
+/** Why `n` F32 values at `at` are unusable (the first bad one), or null; `first` numbers them. */
+export function checkF32(memory: WebAssembly.Memory, at: number, n: number, first = 0): string | null {
+  const v = new Float32Array(memory.buffer, at, n);
+  for (let i = 0; i < n; i++) {
+    const x = v[i];
+    if (x >= -F32_LIMIT && x <= F32_LIMIT) continue;
+    const what = x !== x ? "NaN" : x === Infinity ? "+Infinity" : x === -Infinity ? "-Infinity" : String(x);
+    return `holds ${what} at element ${first + i}, expected a finite value within +-${F32_LIMIT}`;
+  }
+  return null;
+}
+
+/** Why the Q8_0 blocks (34 bytes: an F16 scale, 32 int8) at `at` are unusable, or null. */
+export function checkQ8_0(memory: WebAssembly.Memory, at: number, bytes: number, first = 0): string | null {
+  const b = new Uint8Array(memory.buffer, at, bytes);
+  for (let k = 0; k + 2 <= bytes; k += 34) {
+    if ((b[k + 1] & 0x7c) === 0x7c) { // exponent all ones: infinite or NaN
+      return `holds a non-finite scale in Q8_0 block ${(first + k) / 34}`;
+    }
+  }
+  return null;
 }
 
 /** Positioned reads of `bytes` at `offset` into memory at `dst`; false at an early end of file. */
@@ -110,6 +143,13 @@ export function runLoadJobs(
       if (job.check === "f16" && !helpers.f16Finite(at, job.checkBytes / 2)) {
         return fail("holds an infinite or NaN value");
       }
+      const first = job.at ?? 0;
+      const bad = job.check === "f32"
+        ? checkF32(memory, at, job.checkBytes / 4, first / 4)
+        : job.check === "q8_0"
+        ? checkQ8_0(memory, at, job.checkBytes, first)
+        : null;
+      if (bad) return fail(bad);
       if (staged) helpers.placeI2s(at, job.dst, job.rows, job.cols, job.bytes);
       progress(job.bytes);
     } else if (job.kind === "repack") {

@@ -14,6 +14,7 @@
  * @module
  */
 import { describeGgmlType, GGML_TYPE_INFO, tensorNbytes } from "./ggml_types.ts";
+import { quote } from "./printable.ts";
 
 /** GGUF metadata value type names, indexed by their type id in the file. */
 export const GGUF_VALUE_TYPES = [
@@ -100,7 +101,7 @@ export class GgufError extends SyntaxError {
   /** The file that failed to load. */
   readonly path: string;
   constructor(path: string, detail: string) {
-    super(`Cannot load model "${path}": ${detail}`);
+    super(`Cannot load model ${quote(path, 1024)}: ${detail}`);
     this.name = "GgufError";
     this.path = path;
   }
@@ -167,8 +168,8 @@ class Parser {
     for (let i = 0; i < kvCount; i++) {
       this.#ctx = `metadata key #${i}`;
       const key = this.#string();
-      this.#ctx = `key "${key}"`;
-      if (metadata.has(key)) this.#fail(`key "${key}" appears twice`);
+      this.#ctx = `key ${quote(key)}`;
+      if (metadata.has(key)) this.#fail(`key ${quote(key)} appears twice`);
       const type = this.#valueType();
       const [value, typeName] = this.#value(type, 0);
       metadata.set(key, value);
@@ -180,18 +181,18 @@ class Parser {
     for (let i = 0; i < tensorCount; i++) {
       this.#ctx = `tensor #${i}`;
       const name = this.#string();
-      this.#ctx = `tensor "${name}"`;
-      if (names.has(name)) this.#fail(`tensor "${name}" appears twice`);
+      this.#ctx = `tensor ${quote(name)}`;
+      if (names.has(name)) this.#fail(`tensor ${quote(name)} appears twice`);
       names.add(name);
       const nDims = this.#u32At("dimension count");
       if (nDims < 1 || nDims > MAX_DIMS) {
-        this.#fail(`tensor "${name}" has ${nDims} dimensions, expected 1 to ${MAX_DIMS}`);
+        this.#fail(`tensor ${quote(name)} has ${nDims} dimensions, expected 1 to ${MAX_DIMS}`);
       }
       const dims: number[] = [];
       for (let d = 0; d < nDims; d++) dims.push(this.#u64Safe(`dimension ${d}`));
       const type = this.#u32At("type");
       if (!GGML_TYPE_INFO.has(type)) {
-        this.#fail(`tensor "${name}" has type ${describeGgmlType(type)}, which this reader cannot size`);
+        this.#fail(`tensor ${quote(name)} has type ${describeGgmlType(type)}, which this reader cannot size`);
       }
       let nbytes: number;
       try {
@@ -199,13 +200,15 @@ class Parser {
       } catch (e) {
         if (!(e instanceof RangeError)) throw e;
         this.#fail(
-          `tensor "${name}" with dims [${dims.join(", ")}] and type ${describeGgmlType(type)}: ${e.message}`,
+          `tensor ${quote(name)} with dims [${dims.join(", ")}] and type ${
+            describeGgmlType(type)
+          }: ${e.message}`,
         );
       }
       const rel = this.#u64Safe("offset");
       if (rel % alignment !== 0) {
         this.#fail(
-          `tensor "${name}" has data offset ${rel}, expected a multiple of the alignment ${alignment}`,
+          `tensor ${quote(name)} has data offset ${rel}, expected a multiple of the alignment ${alignment}`,
         );
       }
       infos.push({ name, dims, type, rel, nbytes });
@@ -216,7 +219,7 @@ class Parser {
       const end = offset + nbytes;
       if (end > this.size) {
         this.#fail(
-          `tensor "${name}" needs bytes ${offset}..${end} but the file has ${this.size} (truncated?)`,
+          `tensor ${quote(name)} needs bytes ${offset}..${end} but the file has ${this.size} (truncated?)`,
         );
       }
       return Object.freeze({ name, dims: Object.freeze(dims), type, offset, nbytes });
@@ -226,7 +229,7 @@ class Parser {
       const [a, b] = [sorted[i - 1], sorted[i]];
       if (b.offset < a.offset + a.nbytes) {
         this.#fail(
-          `tensors "${a.name}" (bytes ${a.offset}..${a.offset + a.nbytes}) and "${b.name}" ` +
+          `tensors ${quote(a.name)} (bytes ${a.offset}..${a.offset + a.nbytes}) and ${quote(b.name)} ` +
             `(bytes ${b.offset}..${b.offset + b.nbytes}) overlap`,
         );
       }

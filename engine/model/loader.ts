@@ -19,6 +19,7 @@ import { type LoadJob, partitionJobs } from "../../wasm/load_jobs.ts";
 import { CtxWriter } from "../run/ctx_writer.ts";
 import { GGML_TYPE, ggmlTypeName } from "../format/ggml_types.ts";
 import { type GgufFile, type GgufTensorInfo, openGguf } from "../format/gguf.ts";
+import { quote } from "../format/printable.ts";
 import { type MemoryPlan, planMemory } from "./memory_plan.ts";
 import {
   type ModelConfig,
@@ -172,7 +173,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
       throw e;
     }
     const failure = await loading;
-    if (failure) throw new ModelConfigError(path, `tensor "${failure.tensor}" ${failure.detail}`);
+    if (failure) throw new ModelConfigError(path, `tensor ${quote(failure.tensor)} ${failure.detail}`);
     finishTernary(gguf.path, items, plan, memory);
     writeRope(memory, plan, config, nCtx);
     const ctx = new CtxWriter(memory, host.abi, plan.ctx);
@@ -279,6 +280,14 @@ export function i2sChunks(rows: number, cols: number, nbytes: number, chunk: num
   return out;
 }
 
+/** What the workers check in each tensor type they read as is (see wasm/load_jobs.ts). */
+const CHECKS: Record<number, "i2s" | "f16" | "f32" | "q8_0"> = {
+  [GGML_TYPE.I2_S]: "i2s",
+  [GGML_TYPE.F16]: "f16",
+  [GGML_TYPE.F32]: "f32",
+  [GGML_TYPE.Q8_0]: "q8_0",
+};
+
 /** The load as jobs: big tensors in chunks so that every worker gets a share. */
 function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
   const jobs: LoadJob[] = [];
@@ -286,11 +295,13 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
     const dst = plan.tensors.get(it.name)!.offset;
     const src = it.src, tensor = it.name;
     if (it.kind === "direct") {
-      const i2s = src.type === GGML_TYPE.I2_S, f16 = src.type === GGML_TYPE.F16;
+      const i2s = src.type === GGML_TYPE.I2_S, q8 = src.type === GGML_TYPE.Q8_0;
       const [cols, rows] = [src.dims[0], src.dims[1] ?? 1];
       const codeBytes = i2s ? (cols * rows) / 4 : src.nbytes;
-      const check = i2s ? "i2s" : f16 ? "f16" : null;
-      const chunks = i2s ? i2sChunks(rows, cols, src.nbytes, I2S_CHUNK) : plainChunks(src.nbytes, READ_CHUNK);
+      const check = CHECKS[src.type] ?? null;
+      const chunks = i2s
+        ? i2sChunks(rows, cols, src.nbytes, I2S_CHUNK)
+        : plainChunks(src.nbytes, q8 ? READ_CHUNK - (READ_CHUNK % 34) : READ_CHUNK); // Q8_0: whole blocks
       for (const { at, bytes, rows } of chunks) {
         const checkBytes = Math.max(0, Math.min(bytes, codeBytes - at));
         jobs.push({
@@ -301,6 +312,7 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
           dst: dst + at,
           check,
           checkBytes,
+          at,
           rows,
           cols,
         });
@@ -338,7 +350,13 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
   return jobs;
 }
 
-/** After the reads: I2_S scales must be finite, and bitnet `.scale` tensors fold into them. */
+/**
+ * Largest magnitude of a ternary tensor's scale (its weights are {-1, 0, 1} x scale): real ones are
+ * around 0.01 to 10; beyond this the products overflow float32.
+ */
+export const SCALE_LIMIT = 1e6;
+
+/** After the reads: I2_S scales must be finite and sane, and bitnet `.scale` tensors fold into them. */
 function finishTernary(
   path: string,
   items: readonly LoadItem[],
@@ -356,13 +374,19 @@ function finishTernary(
       const buf = new Uint8Array(4);
       file.seekSync(it.scale.offset, Deno.SeekMode.Start);
       if (file.readSync(buf) !== 4) {
-        throw new ModelConfigError(path, `tensor "${it.scale.name}" is truncated`);
+        throw new ModelConfigError(path, `tensor ${quote(it.scale.name)} is truncated`);
       }
       scale = Math.fround(scale * new DataView(buf.buffer).getFloat32(0, true));
       view.setFloat32(0, scale, true);
     }
-    if (!Number.isFinite(scale)) {
-      throw new ModelConfigError(path, `tensor "${it.name}" has a non-finite scale ${scale}`);
+    if (!(Math.abs(scale) <= SCALE_LIMIT)) {
+      const what = Number.isFinite(scale) ? "an absurd" : "a non-finite";
+      throw new ModelConfigError(
+        path,
+        `tensor ${
+          quote(it.name)
+        } has ${what} scale ${scale}, expected a finite value within +-${SCALE_LIMIT}`,
+      );
     }
   }
 }

@@ -18,6 +18,7 @@
  */
 import { describeGgmlType, GGML_TYPE } from "../format/ggml_types.ts";
 import type { GgufFile, GgufTensorInfo, GgufValue } from "../format/gguf.ts";
+import { quote } from "../format/printable.ts";
 
 export type Arch = "bitnet-b1.58" | "bitnet-25" | "bitnet";
 export const ARCHES: readonly Arch[] = ["bitnet-b1.58", "bitnet-25", "bitnet"];
@@ -77,10 +78,33 @@ export interface ModelConfig {
 const TERNARY_TYPES: readonly number[] = [GGML_TYPE.I2_S, GGML_TYPE.TQ2_0, GGML_TYPE.TQ1_0];
 const EMBED_TYPES: readonly number[] = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.Q8_0];
 
+/**
+ * Largest value of each integer hyper-parameter: far beyond any real model, small enough that no
+ * size computed from them overflows (a corrupt header otherwise asks for absurd memory or loops).
+ */
+const LIMITS: Record<string, number> = {
+  embedding_length: 1 << 16,
+  block_count: 1024,
+  feed_forward_length: 1 << 18,
+  "attention.head_count": 1024,
+  "attention.head_count_kv": 1024,
+  "rope.dimension_count": 1 << 16,
+  context_length: 1 << 24,
+};
+
+/**
+ * RMS-norm epsilon range: real models use 1e-6 to 1e-5; below 1e-12 a zero row divides by ~0,
+ * above 0.1 the norm no longer normalizes.
+ */
+const EPS_RANGE = [1e-12, 0.1] as const;
+
+/** RoPE base range: 1 or less has no meaning (frequencies >= 1); real models use 1e4 to 1e7. */
+const ROPE_BASE_RANGE = [1, 1e12] as const;
+
 /** A model file that is well-formed GGUF but not a model this engine can run. */
 export class ModelConfigError extends TypeError {
   constructor(path: string, detail: string) {
-    super(`Cannot load model "${path}": ${detail}`);
+    super(`Cannot load model ${quote(path, 1024)}: ${detail}`);
     this.name = "ModelConfigError";
   }
 }
@@ -103,7 +127,7 @@ export function modelConfigFromGguf(gguf: GgufFile): ModelConfig {
   if (typeof archValue !== "string") fail('key "general.architecture" is missing');
   const arch = archValue as Arch;
   if (!ARCHES.includes(arch)) {
-    fail(`key "general.architecture" is "${archValue}", expected one of ${ARCHES.join(", ")}`);
+    fail(`key "general.architecture" is ${describe(archValue!)}, expected one of ${ARCHES.join(", ")}`);
   }
   const num = (key: string, fallback?: number): number => {
     const v = meta.get(`${arch}.${key}`);
@@ -115,9 +139,11 @@ export function modelConfigFromGguf(gguf: GgufFile): ModelConfig {
     }
     return v;
   };
-  const int = (key: string, fallback?: number): number => {
+  const int = (key: string, fallback?: number, max = LIMITS[key]): number => {
     const v = num(key, fallback);
-    if (!Number.isInteger(v) || v < 1) fail(`key "${arch}.${key}" is ${v}, expected a positive integer`);
+    if (!Number.isInteger(v) || v < 1 || v > max) {
+      fail(`key "${arch}.${key}" is ${v}, expected an integer from 1 to ${max}`);
+    }
     return v;
   };
 
@@ -126,6 +152,9 @@ export function modelConfigFromGguf(gguf: GgufFile): ModelConfig {
   const ffnDim = int("feed_forward_length");
   const nHeads = int("attention.head_count");
   const nKvHeads = int("attention.head_count_kv", nHeads);
+  if (nKvHeads > nHeads) {
+    fail(`key "${arch}.attention.head_count_kv" is ${nKvHeads}, more than head_count ${nHeads}`);
+  }
   const headDim = dim / nHeads;
   if (!Number.isInteger(headDim)) fail(`embedding_length ${dim} is not a multiple of head_count ${nHeads}`);
   const ropeDims = int("rope.dimension_count", headDim);
@@ -141,8 +170,13 @@ export function modelConfigFromGguf(gguf: GgufFile): ModelConfig {
   const contextLength = int("context_length");
   const ropeBase = num("rope.freq_base", 10000);
   const normEps = num("attention.layer_norm_rms_epsilon", 1e-5);
-  if (!(normEps > 0)) fail(`key "${arch}.attention.layer_norm_rms_epsilon" is ${normEps}, expected > 0`);
-  if (!(ropeBase > 0)) fail(`key "${arch}.rope.freq_base" is ${ropeBase}, expected > 0`);
+  const [epsMin, epsMax] = EPS_RANGE, [baseMin, baseMax] = ROPE_BASE_RANGE;
+  if (!(normEps >= epsMin && normEps <= epsMax)) {
+    fail(`key "${arch}.attention.layer_norm_rms_epsilon" is ${normEps}, expected ${epsMin} to ${epsMax}`);
+  }
+  if (!(ropeBase > baseMin && ropeBase <= baseMax)) {
+    fail(`key "${arch}.rope.freq_base" is ${ropeBase}, expected more than ${baseMin} and at most ${baseMax}`);
+  }
   const kvDim = nKvHeads * headDim;
 
   const tensor = (name: string, types: readonly number[], dims: readonly number[]): GgufTensorInfo => {
@@ -233,9 +267,9 @@ function pickActivation(
     if (v === undefined) continue;
     const s = typeof v === "string" ? v.toLowerCase() : "";
     if (["relu2", "relu_squared", "relu_sqr", "squared_relu", "relu²"].includes(s)) {
-      return { activation: "relu2", rule: `${key} = "${v}"` };
+      return { activation: "relu2", rule: `${key} = ${quote(String(v))}` };
     }
-    if (["silu", "swish"].includes(s)) return { activation: "silu", rule: `${key} = "${v}"` };
+    if (["silu", "swish"].includes(s)) return { activation: "silu", rule: `${key} = ${quote(String(v))}` };
     fail(`key "${key}" is ${describe(v)}, expected "relu2" or "silu"`);
   }
   if (arch !== "bitnet") return { activation: "relu2", rule: `architecture ${arch} (2B4T family)` };
@@ -245,11 +279,14 @@ function pickActivation(
       activation: "relu2",
       rule: 'architecture bitnet with a "gpt2" BPE vocabulary (BitNetForCausalLM family)',
     }
-    : { activation: "silu", rule: `architecture bitnet with tokenizer "${String(tok)}" (1bitLLM family)` };
+    : {
+      activation: "silu",
+      rule: `architecture bitnet with tokenizer ${quote(String(tok))} (1bitLLM family)`,
+    };
 }
 
 function describe(v: GgufValue): string {
-  if (typeof v === "string") return `"${v}"`;
+  if (typeof v === "string") return quote(v);
   if (Array.isArray(v) || ArrayBuffer.isView(v)) return "an array";
   return String(v);
 }

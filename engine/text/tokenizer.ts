@@ -23,6 +23,7 @@ import { BYTE_TO_CHAR, CHAR_TO_BYTE } from "./byte_unicode.ts";
 import { bpeMerge, BpeScratch, MergeTable } from "./_bpe.ts";
 import { GPT2_PATTERN, LLAMA3_PATTERN } from "./pretokenize.ts";
 import { hashRange, VocabIndex } from "./_vocab_index.ts";
+import { quote } from "../format/printable.ts";
 
 /** GGUF token types (`tokenizer.ggml.token_type`). */
 export const TokenType = {
@@ -168,7 +169,7 @@ export class Tokenizer {
     if (model !== "gpt2") {
       throw new TypeError(
         `Cannot build tokenizer: "tokenizer.ggml.model" is ${
-          JSON.stringify(String(model))
+          quote(String(model))
         }, expected "gpt2" (byte-level BPE)`,
       );
     }
@@ -180,7 +181,7 @@ export class Tokenizer {
     else {
       throw new TypeError(
         `Cannot build tokenizer: "tokenizer.ggml.pre" is ${
-          JSON.stringify(String(preValue))
+          quote(String(preValue))
         }, supported: "llama3", "llama-v3", "llama-bpe", "gpt-2" or absent`,
       );
     }
@@ -373,9 +374,7 @@ export class Tokenizer {
       }
       if (a < 0 || b < 0 || c < 0) {
         throw new SyntaxError(
-          `Cannot build tokenizer: merge ${r} ${
-            JSON.stringify(s)
-          } is not "A B" with A, B and AB in the vocabulary`,
+          `Cannot build tokenizer: merge ${r} ${quote(s)} is not "A B" with A, B and AB in the vocabulary`,
         );
       }
       left[r] = a;
@@ -528,5 +527,5 @@ function idValue(meta: ReadonlyMap<string, unknown>, key: string, required: bool
 function describe(v: unknown): string {
   if (v === undefined) return "missing";
   if (Array.isArray(v)) return `an array of ${v.length}`;
-  return typeof v === "string" ? JSON.stringify(v) : typeof v;
+  return typeof v === "string" ? quote(v) : typeof v;
 }

@@ -369,3 +369,20 @@ Deno.test("writeGguf() refuses wrong tensor sizes, duplicate keys and out-of-ran
   assert.throws(() => writeGguf(path, { metadata: [u8(1.5)], tensors: [] }), TypeError);
   assert.throws(() => writeGguf(path, { metadata: [], tensors: [], alignment: 48 }), RangeError);
 });
+
+Deno.test("openGguf() quotes a corrupt tensor name escaped and cut to a readable length", () => {
+  const placeholder = "A".repeat(100_000);
+  const path = rawFile([{ name: placeholder, type: 99, dims: [4], offset: 0 }]);
+  const bytes = Deno.readFileSync(path);
+  const at = bytes.indexOf(0x41); // the name's first byte
+  bytes.set([0x00, 0x1b, 0x5b, 0x33, 0x31, 0x6d, 0xff, 0x0a, 0x22], at + 2);
+  Deno.writeFileSync(path, bytes);
+  assert.throws(() => openGguf(path), (e: Error) => {
+    assert.ok(e instanceof GgufError);
+    assert.ok(e.message.length < 400, `${e.message.length} characters`);
+    assert.ok(!/[\x00-\x08\x0b-\x1f\x7f\ufffd]/.test(e.message), "no raw control bytes or U+FFFD");
+    assert.ok(!e.message.includes("\n"), "one line");
+    assert.match(e.message, /tensor "AA\\x00\\x1b\[31m\\ufffd\\n\\"A+…" \(100000 characters\) has type 99/);
+    return true;
+  });
+});

@@ -169,3 +169,58 @@ Deno.test("I2_S reads start at groups of four rows, and placing them one by one 
     }
   }
 });
+
+/** `src` with one F32 value of `tensor` set to `value`. */
+function withF32(src: string, tensor: string, index: number, value: number): string {
+  return rewriteGguf(src, tmp(), (tensors) => {
+    const t = tensors.find((x) => x.name === tensor)!;
+    new DataView(t.data.buffer, t.data.byteOffset).setFloat32(4 * index, value, true);
+    return tensors;
+  });
+}
+
+Deno.test("loadModel() refuses a NaN, infinite or absurd F32 norm weight, naming the tensor and element", async () => {
+  const src = await tinyModel();
+  const cases: [string, number, number, RegExp][] = [
+    ["output_norm.weight", 0, NaN, /tensor "output_norm\.weight" holds NaN at element 0/],
+    ["output_norm.weight", 255, Infinity, /tensor "output_norm\.weight" holds \+Infinity at element 255/],
+    ["blk.1.attn_norm.weight", 7, 3e38, /"blk\.1\.attn_norm\.weight" holds 3\.0000000\d+e\+38 at element 7/],
+    [
+      "blk.0.ffn_sub_norm.weight",
+      700,
+      -Infinity,
+      /"blk\.0\.ffn_sub_norm\.weight" holds -Infinity at element 700/,
+    ],
+  ];
+  for (const [tensor, index, value, re] of cases) {
+    const out = withF32(src, tensor, index, value);
+    await rejects(loadModel(out, { threads: 2 }), (e: Error) => {
+      return e instanceof ModelConfigError && re.test(e.message) && /within \+-1000000/.test(e.message);
+    });
+    Deno.removeSync(out);
+  }
+});
+
+Deno.test("loadModel() refuses an absurd or non-finite ternary scale and a non-finite Q8_0 block scale", async () => {
+  const src = await tinyModel();
+  const scaled = rewriteGguf(src, tmp(), (tensors) => {
+    const t = tensors.find((x) => x.name === "blk.0.attn_q.weight")!;
+    new DataView(t.data.buffer, t.data.byteOffset).setFloat32((256 * 256) / 4, 3e38, true);
+    return tensors;
+  });
+  await rejects(
+    loadModel(scaled, { threads: 1 }),
+    /tensor "blk\.0\.attn_q\.weight" has an absurd scale 3\.0000000\d+e\+38, expected a finite value within \+-1000000/,
+  );
+  Deno.removeSync(scaled);
+  const q8 = rewriteGguf(await tinyModel({ embd: "q8_0" }), tmp(), (tensors) => {
+    const t = tensors.find((x) => x.name === "token_embd.weight")!;
+    new DataView(t.data.buffer, t.data.byteOffset).setUint16(34 * 1000, 0x7e00, true); // NaN
+    return tensors;
+  });
+  await rejects(
+    loadModel(q8, { threads: 2 }),
+    /tensor "token_embd\.weight" holds a non-finite scale in Q8_0 block 1000/,
+  );
+  Deno.removeSync(q8);
+});

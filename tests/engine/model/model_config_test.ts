@@ -108,3 +108,40 @@ Deno.test("modelConfigFromGguf() refuses missing tensors, wrong types and wrong 
     /vocab_size" is 9 but tensor "token_embd.weight" has 512 rows/,
   );
 });
+
+Deno.test("modelConfigFromGguf() refuses absurd hyper-parameters, naming the key and the range", async () => {
+  const g = await base();
+  const a = "bitnet-b1.58";
+  const bad: [Record<string, GgufValue>, RegExp][] = [
+    [{ [`${a}.attention.layer_norm_rms_epsilon`]: 0 }, /layer_norm_rms_epsilon" is 0, expected 1e-12 to 0.1/],
+    [{ [`${a}.attention.layer_norm_rms_epsilon`]: 1e-30 }, /layer_norm_rms_epsilon" is 1e-30/],
+    [{ [`${a}.attention.layer_norm_rms_epsilon`]: 3e38 }, /layer_norm_rms_epsilon" is 3e\+38/],
+    [{ [`${a}.attention.layer_norm_rms_epsilon`]: NaN }, /layer_norm_rms_epsilon" is NaN, expected a number/],
+    [
+      { [`${a}.rope.freq_base`]: 0.5 },
+      /rope.freq_base" is 0.5, expected more than 1 and at most 1000000000000/,
+    ],
+    [{ [`${a}.rope.freq_base`]: Infinity }, /rope.freq_base" is Infinity, expected a number/],
+    [{ [`${a}.rope.freq_base`]: 1e30 }, /rope.freq_base" is 1e\+30/],
+    [{ [`${a}.attention.head_count`]: 1e9 }, /head_count" is 1000000000, expected an integer from 1 to 1024/],
+    [{ [`${a}.attention.head_count_kv`]: 8 }, /head_count_kv" is 8, more than head_count 4/],
+    [{ [`${a}.block_count`]: 2 ** 40 }, /block_count" is 1099511627776, expected an integer from 1 to 1024/],
+    [{ [`${a}.context_length`]: 2 ** 31 }, /context_length" is 2147483648/],
+    [{ [`${a}.embedding_length`]: 1 << 20 }, /embedding_length" is 1048576/],
+  ];
+  for (const [meta, re] of bad) {
+    throws(
+      () => modelConfigFromGguf(edit(g, meta)),
+      (e: Error) => e instanceof ModelConfigError && re.test(e.message),
+    );
+  }
+});
+
+Deno.test("modelConfigFromGguf() quotes metadata strings escaped and cut", async () => {
+  const g = await base();
+  const junk = "\u001b]0;pwned\u0007" + "x".repeat(50_000);
+  throws(() => modelConfigFromGguf(edit(g, { "general.architecture": junk })), (e: Error) => {
+    return e.message.length < 300 && e.message.includes('"\\x1b]0;pwned\\x07xx') &&
+      e.message.includes("(50010 characters)");
+  });
+});
