@@ -1,7 +1,8 @@
 /**
  * The server process: flags and `BN_*` environment variables -> one validated {@linkcode ServerConfig}
  * (zod), bind the port (so `/health` and `/ready` answer while the model loads), load the engine,
- * serve, and drain on SIGTERM / SIGINT.
+ * serve (routes/server/: connection cap and timeouts), watch the scheduler (routes/watchdog.ts), and
+ * drain on SIGTERM / SIGINT.
  *
  * ```sh
  * deno task serve                                # the embedded default model, http://127.0.0.1:8080
@@ -21,7 +22,10 @@ import { terminalProgress } from "./engine/model/progress_bar.ts";
 import { createApp } from "./routes/app.ts";
 import { createLogger, LOG_LEVELS } from "./routes/log.ts";
 import { loadPlayground, type Playground } from "./routes/playground.ts";
+import { Metrics } from "./routes/metrics.ts";
+import { connectionBudget, HttpServer, type ServeOptions } from "./routes/server/server.ts";
 import { ServerState } from "./routes/state.ts";
+import { Watchdog } from "./routes/watchdog.ts";
 
 /** Flag name -> environment variable, type and help. */
 const FLAGS = {
@@ -56,6 +60,31 @@ const FLAGS = {
     "BN_KEEP_ALIVE",
     "string",
     "seconds between SSE comment lines while a stream waits for its first token or the next (default 15; 0: off)",
+  ],
+  "header-timeout": [
+    "BN_HEADER_TIMEOUT",
+    "string",
+    "seconds a connection has to send a request head (default 10)",
+  ],
+  "idle-timeout": [
+    "BN_IDLE_TIMEOUT",
+    "string",
+    "seconds an idle keep-alive connection stays open (default 75)",
+  ],
+  "body-timeout": [
+    "BN_BODY_TIMEOUT",
+    "string",
+    "seconds a request body may take to arrive, and a response write may stall (default 30)",
+  ],
+  "max-connections": [
+    "BN_MAX_CONNECTIONS",
+    "string",
+    "open connections before new ones get 503 (default: the open-file limit less a reserve)",
+  ],
+  watchdog: [
+    "BN_WATCHDOG",
+    "string",
+    "seconds a forward step may run before /health answers 503; at twice that the process exits 70 (default 120; 0: off)",
   ],
   "log-level": ["BN_LOG_LEVEL", "string", `${LOG_LEVELS.join(", ")} (default info)`],
   playground: [
@@ -95,6 +124,11 @@ export const ServerConfig = z.object({
   timeout: z.coerce.number().min(0).max(86_400).default(600),
   grace: z.coerce.number().min(0).max(3600).default(30),
   keepAlive: z.coerce.number().min(0).max(3600).default(15),
+  headerTimeout: z.coerce.number().min(0.05).max(3600).default(10),
+  idleTimeout: z.coerce.number().min(0.05).max(3600).default(75),
+  bodyTimeout: z.coerce.number().min(0.05).max(3600).default(30),
+  maxConnections: int(1, 1 << 20).optional(),
+  watchdog: z.coerce.number().min(0).max(86_400).default(120),
   logLevel: z.enum(LOG_LEVELS).default("info"),
   playground: z.union([z.boolean(), z.stringbool()]).default(true),
   help: flag,
@@ -185,10 +219,10 @@ const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
  * from start-up to the bind (module loading, flag parsing), and the server holds only its socket.
  */
 export async function listenThenRevokeNet(
-  options: Deno.ServeTcpOptions,
-  handler: Deno.ServeHandler<Deno.NetAddr>,
-): Promise<Deno.HttpServer<Deno.NetAddr>> {
-  const server = Deno.serve(options, handler);
+  options: ServeOptions,
+  handler: (request: Request) => Response | Promise<Response>,
+): Promise<HttpServer> {
+  const server = HttpServer.listen(options, handler);
   const { state } = await Deno.permissions.revoke({ name: "net" });
   if (state === "granted") {
     await server.shutdown();
@@ -197,12 +231,29 @@ export async function listenThenRevokeNet(
   return server;
 }
 
+/** A second SIGINT/SIGTERM this soon after the first is the same request (Ctrl-C reaches `deno task` and us). */
+export const SAME_SIGNAL_MS = 1000;
+
+/** Exit status when the watchdog gives up on a stuck step (EX_SOFTWARE): supervisors restart on it. */
+export const WEDGED_EXIT = 70;
+
+/** A message safe for the terminal: control characters but newline and tab escaped, cut at 4000. */
+function printable(message: string): string {
+  let out = "";
+  for (const ch of message.slice(0, 4000)) {
+    const c = ch.charCodeAt(0);
+    const control = (c < 0x20 && ch !== "\n" && ch !== "\t") || (c >= 0x7f && c <= 0x9f);
+    out += control ? `\\x${c.toString(16).padStart(2, "0")}` : ch;
+  }
+  return message.length > 4000 ? `${out}... (${message.length} characters)` : out;
+}
+
 /** Runs the server until a signal drains it; resolves with the exit code. */
 export async function main(
   args: string[],
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<number> {
-  const say = (msg: string) => console.error(msg);
+  const say = (msg: string) => console.error(printable(msg));
   let config: ServerConfig, modelPath: string, apiKeys: string[], playground: Playground | undefined;
   try {
     config = parseConfig(args, env);
@@ -227,6 +278,8 @@ export async function main(
     return 1;
   }
   const state = new ServerState();
+  const log = createLogger(config.logLevel);
+  const metrics = new Metrics();
   const app = createApp(state, {
     apiKeys,
     authReady: config.authReady,
@@ -236,12 +289,31 @@ export async function main(
     timeoutSeconds: config.timeout,
     keepAliveSeconds: config.keepAlive,
     playground,
-    log: createLogger(config.logLevel),
+    log,
+    metrics,
   });
   const host = config.host.replace(/^\[(.*)\]$/, "$1");
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  const budget = connectionBudget(config.threads ?? navigator.hardwareConcurrency ?? 1);
+  let maxConnections = config.maxConnections ?? budget?.budget ?? 1000;
+  if (budget && maxConnections > budget.budget) {
+    say(
+      `warning: --max-connections ${maxConnections} lowered to ${budget.budget}: the open-file limit is ` +
+        `${budget.limit} (raise it: ulimit -n, LimitNOFILE=)`,
+    );
+    maxConnections = budget.budget;
+  }
+  let server: HttpServer;
   try {
-    server = await listenThenRevokeNet({ hostname: host, port: config.port, onListen: () => {} }, app.fetch);
+    server = await listenThenRevokeNet({
+      hostname: host,
+      port: config.port,
+      headerTimeout: config.headerTimeout,
+      idleTimeout: config.idleTimeout,
+      bodyTimeout: config.bodyTimeout,
+      maxConnections,
+      warn: (fields) => log("warn", fields),
+      onEvent: (event) => metrics.connectionEvents.inc({ event }),
+    }, app.fetch);
   } catch (e) {
     const hint = e instanceof Deno.errors.NotCapable
       ? " (run it with --allow-net, as deno task serve does: the server gives the permission up once it listens)"
@@ -249,18 +321,39 @@ export async function main(
     say(`error: cannot listen on ${config.host}:${config.port}: ${(e as Error).message}${hint}`);
     return 1;
   }
+  metrics.connections = () => server.stats;
   const { port } = server.addr;
   const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+  const watchdog = new Watchdog(state, {
+    limitSeconds: config.watchdog,
+    onTrip: (reason) => log("error", { msg: "watchdog: the engine is stuck; /health answers 503", reason }),
+    onRecover: () => log("warn", { msg: "watchdog: the stuck step returned; /health answers 200 again" }),
+    onExpire: (reason) => {
+      say(
+        `error: watchdog: ${reason}; exiting with status ${WEDGED_EXIT} so that the supervisor restarts it`,
+      );
+      Deno.exit(WEDGED_EXIT);
+    },
+  });
   let stopping: Promise<number> | null = null;
+  let firstSignalAt = 0;
   const stop = (signal: string) => {
     if (stopping) {
+      if (performance.now() - firstSignalAt < SAME_SIGNAL_MS) {
+        say(
+          `${signal} again within ${SAME_SIGNAL_MS} ms: the same request, still draining (send it again to exit now)`,
+        );
+        return;
+      }
       say(`${signal} again: exiting now`);
       Deno.exit(1);
     }
+    firstSignalAt = performance.now();
     say(`${signal}: draining (up to ${config.grace} s), /ready answers 503`);
     stopping = (async () => {
       await state.shutdown(config.grace * 1000);
-      await Promise.race([server.shutdown(), new Promise((r) => setTimeout(r, 2000))]);
+      watchdog.stop();
+      await server.shutdown(2000);
       say("stopped");
       return 0;
     })();
@@ -288,6 +381,7 @@ export async function main(
       return await stopping;
     }
     state.ready(engine);
+    watchdog.start();
   } catch (e) {
     say(`error: ${(e as Error).message}`);
     await server.shutdown();
@@ -313,7 +407,7 @@ export async function main(
   const cors = config.corsOrigins.length ? `CORS ${config.corsOrigins.join(",")}` : "CORS off";
   say(
     `serving on ${url} (${auth}, ${cors}, queue ${config.maxQueue}, timeout ${config.timeout || "none"} s, ` +
-      `playground ${playground ? "on" : "off"})`,
+      `playground ${playground ? "on" : "off"}, ${maxConnections} connections)`,
   );
   if (!apiKeys.length && !LOOPBACK.has(config.host)) {
     say(`warning: listening on ${config.host} without an API key: anyone who can reach it can use it`);

@@ -1,12 +1,14 @@
 /**
- * Reads a JSON request body and validates it with a zod schema; every failure is a 400 that names
- * the offending field as `param` (`messages[0].content`).
+ * Reads a request body and validates it as JSON with a zod schema; every failure is a 400 that
+ * names the offending field as `param` (`messages[0].content`), and a body that cannot be read (it
+ * ends early, its chunked framing is malformed, the client aborts the upload) is a 400 too (408
+ * when it did not arrive in time), never a 500.
  *
  * @module
  */
 import type { Context } from "hono";
 import type { z } from "zod";
-import { ApiError } from "./errors.ts";
+import { ApiError, bodyReadError } from "./errors.ts";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false });
 
@@ -44,7 +46,7 @@ export async function readJson<S extends z.ZodType>(
   schema: S,
   inspect?: (json: unknown) => void,
 ): Promise<z.infer<S>> {
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  const bytes = await readBody(c.req.raw);
   let text: string;
   try {
     text = strictUtf8.decode(bytes);
@@ -63,3 +65,41 @@ export async function readJson<S extends z.ZodType>(
   if (!result.success) throw fromZodError(result.error);
   return result.data;
 }
+
+/**
+ * The whole body of `request` (empty when it has none). Over `maxBytes` is a 413; a body that
+ * cannot be read is the 400 (or 408) of {@linkcode bodyReadError}.
+ */
+export async function readBody(request: Request, maxBytes = Infinity): Promise<Uint8Array<ArrayBuffer>> {
+  if (!request.body) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      size += r.value.length;
+      if (size > maxBytes) {
+        reader.cancel().catch(() => {});
+        throw tooLarge(maxBytes);
+      }
+      parts.push(r.value);
+    }
+  } catch (e) {
+    throw e instanceof ApiError ? e : bodyReadError(e);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** The 413 for a body over `maxBytes`. */
+export const tooLarge = (maxBytes: number): ApiError =>
+  new ApiError(413, "invalid_request_error", `The request body is larger than ${maxBytes} bytes`, {
+    code: "request_too_large",
+  });

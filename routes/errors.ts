@@ -14,6 +14,7 @@ import {
   QueueFullError,
   SamplingError,
 } from "../engine/run/errors.ts";
+import { BodyError } from "./server/http1.ts";
 
 /** The request field of each engine sampling parameter, for `param` in errors. */
 const SAMPLING_FIELDS: Record<string, string> = {
@@ -98,11 +99,30 @@ export const unavailable = (message: string, code: string): ApiError =>
   new ApiError(503, "service_unavailable", message, { code, retryAfter: 5 });
 
 /**
+ * The error for a request body that could not be read: the server's {@linkcode BodyError} keeps its
+ * status (400, or 408 when it did not arrive in time); any other read failure (a connection reset
+ * mid-upload) is a 400. Never a 500: the client, not the server, cut the body.
+ */
+export function bodyReadError(e: unknown): ApiError {
+  if (e instanceof BodyError) {
+    return new ApiError(e.status, "invalid_request_error", e.message, {
+      code: e.status === 408 ? "request_timeout" : "invalid_body",
+    });
+  }
+  return ApiError.badRequest(
+    `The request body could not be read: ${e instanceof Error ? e.message : String(e)}`,
+    null,
+    "invalid_body",
+  );
+}
+
+/**
  * Maps anything thrown to an {@linkcode ApiError}; `param` names the request field the prompt came
  * from, for context overflows and bad token ids.
  */
 export function toApiError(e: unknown, param: string | null = null): ApiError {
   if (e instanceof ApiError) return e;
+  if (e instanceof BodyError) return bodyReadError(e);
   if (e instanceof QueueFullError) {
     return new ApiError(429, "rate_limit_error", e.message, {
       code: "queue_full",

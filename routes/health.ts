@@ -1,6 +1,7 @@
 /**
- * Operations routes: `GET /health` (liveness: the process answers), `GET /ready` (503 while
- * loading or draining, for load balancers), `GET /metrics` (Prometheus) and `GET /v1/models`.
+ * Operations routes: `GET /health` (liveness: the process answers, and 503 with the reason when
+ * the watchdog found a forward step stuck), `GET /ready` (503 while loading or draining, for load
+ * balancers), `GET /metrics` (Prometheus) and `GET /v1/models`.
  *
  * @module
  */
@@ -12,7 +13,10 @@ const started = Math.floor(Date.now() / 1000);
 /** The operations routes. */
 export function healthRoutes({ state, metrics }: Deps): Hono<AppEnv> {
   return new Hono<AppEnv>()
-    .get("/health", (c) => c.json({ status: "ok" }))
+    .get("/health", (c) => {
+      const problem = state.problem;
+      return problem ? c.json({ status: "wedged", reason: problem }, 503) : c.json({ status: "ok" });
+    })
     .get("/ready", (c) => {
       const s = state.engine?.stats();
       const body = { status: state.phase, slots: s?.slots, busy_slots: s?.busySlots, queued: s?.queued };

@@ -105,6 +105,12 @@ export class Metrics {
     "Time between consecutive generated tokens of one sequence.",
     [0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2.5],
   );
+  readonly connectionEvents = new Counter(
+    "bn_http_connection_events_total",
+    "Connections closed by a timeout, refused at the connection cap, failed accepts and unreadable requests.",
+  );
+  /** Open connections and their cap, when a listener serves this app (main.ts sets it). */
+  connections?: () => { readonly open: number; readonly maxConnections: number };
   readonly duration = new Histogram(
     "bn_request_duration_seconds",
     "Time from request to the end of the response (streams: the last chunk).",
@@ -114,6 +120,7 @@ export class Metrics {
   /** The exposition text; gauges come from the state and engine now. */
   render(state: ServerState): string {
     const s = state.engine?.stats();
+    const conns = this.connections?.();
     return [
       this.requests.render(),
       this.errors.render(),
@@ -124,12 +131,29 @@ export class Metrics {
       this.ttft.render(),
       this.tokenLatency.render(),
       this.duration.render(),
+      this.connectionEvents.render(),
+      ...(conns
+        ? [
+          gauge("bn_http_connections_open", "Open client connections.", conns.open),
+          gauge(
+            "bn_http_connections_max",
+            "Most open connections before new ones get 503.",
+            conns.maxConnections,
+          ),
+        ]
+        : []),
       gauge("bn_ready", "1 when the server takes requests.", state.phase === "ready" ? 1 : 0),
       gauge("bn_queue_depth", "Requests waiting for a slot.", s?.queued ?? 0),
       gauge("bn_queue_capacity", "Most requests that may wait for a slot.", s?.maxQueue ?? 0),
       gauge("bn_slots", "Sequence slots (concurrent generations).", s?.slots ?? 0),
       gauge("bn_slots_busy", "Slots holding a running generation.", s?.busySlots ?? 0),
       gauge("bn_requests_inflight", "Generation requests in flight.", state.inflight),
+      gauge(
+        "bn_engine_step_running_seconds",
+        "Seconds the forward step now running has taken (0 between steps; the watchdog's input).",
+        s?.stepRunningSeconds ?? 0,
+      ),
+      gauge("bn_healthy", "0 while the watchdog reports a stuck forward step.", state.problem ? 0 : 1),
       single("counter", "bn_engine_steps_total", "Forward steps (batches) run.", s?.steps ?? 0),
       single(
         "counter",

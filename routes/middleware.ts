@@ -5,8 +5,8 @@
  * @module
  */
 import type { Context, MiddlewareHandler, Next } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { type AppEnv, type Deps, RequestRecord } from "./context.ts";
+import { readBody, tooLarge } from "./body.ts";
 import { ApiError } from "./errors.ts";
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -87,16 +87,24 @@ export function needEngine({ state }: Deps): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** 413 for bodies over `maxBytes` (declared or streamed). */
+/**
+ * 413 for bodies over `maxBytes`: a declared Content-Length is checked at once; a body without one
+ * (chunked) is read here, up to the limit, and handed on whole. A body that cannot be read is a
+ * 400 (see routes/body.ts).
+ */
 export function limitBody(maxBytes: number): MiddlewareHandler<AppEnv> {
-  return bodyLimit({
-    maxSize: maxBytes,
-    onError: () => {
-      throw new ApiError(413, "invalid_request_error", `The request body is larger than ${maxBytes} bytes`, {
-        code: "request_too_large",
-      });
-    },
-  });
+  return async function limitBody(c: Context<AppEnv>, next: Next) {
+    const raw = c.req.raw;
+    if (!raw.body) return await next();
+    const declared = raw.headers.get("content-length");
+    if (declared !== null && !raw.headers.has("transfer-encoding")) {
+      if (Number(declared) > maxBytes) throw tooLarge(maxBytes);
+      return await next();
+    }
+    const body = await readBody(raw, maxBytes);
+    c.req.raw = new Request(raw, { body });
+    await next();
+  };
 }
 
 const sha256 = async (s: string) =>

@@ -24,6 +24,7 @@ export class ServerState {
   #engine: Engine | null = null;
   #phase: Phase = "loading";
   readonly #inflight = new Set<AbortController>();
+  #problem: string | null = null;
 
   constructor(engine?: Engine) {
     if (engine) this.ready(engine);
@@ -36,6 +37,16 @@ export class ServerState {
   /** The engine, or null while loading. */
   get engine(): Engine | null {
     return this.#engine;
+  }
+
+  /** Why the process is unhealthy (the watchdog's finding), or null: `/health` answers 503 with it. */
+  get problem(): string | null {
+    return this.#problem;
+  }
+
+  /** Sets (or clears, with null) what makes the process unhealthy. */
+  report(problem: string | null): void {
+    this.#problem = problem;
   }
 
   /** Requests whose generation is still running. */

@@ -7,7 +7,7 @@ import { listenThenRevokeNet } from "../main.ts";
 
 const target = new URL(Deno.args[0]);
 const server = await listenThenRevokeNet(
-  { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+  { hostname: "127.0.0.1", port: 0, headerTimeout: 10, idleTimeout: 10, bodyTimeout: 10, maxConnections: 10 },
   () => new Response("still serving"),
 );
 const outcome = async (f: () => Promise<unknown>) => {

@@ -279,6 +279,9 @@ Deno.test("--ctx above the model's trained context is served with a warning in t
     await stderr.cancel();
     await child.status;
     await stdout;
+  }
+});
+
 Deno.test("the server refuses a model whose norm weight is NaN, naming the tensor, and exits 1", async () => {
   const out = rewriteGguf(await tinyModel(), Deno.makeTempFileSync({ suffix: ".gguf" }), (tensors) => {
     const t = tensors.find((x) => x.name === "output_norm.weight")!;
