@@ -23,7 +23,7 @@ import { createApp } from "./routes/app.ts";
 import { createLogger, LOG_LEVELS } from "./routes/log.ts";
 import { loadPlayground, type Playground } from "./routes/playground.ts";
 import { Metrics } from "./routes/metrics.ts";
-import { connectionBudget, HttpServer, type ServeOptions } from "./routes/server/server.ts";
+import { HttpServer, type ServeOptions } from "./routes/server/server.ts";
 import { ServerState } from "./routes/state.ts";
 import { Watchdog } from "./routes/watchdog.ts";
 
@@ -79,7 +79,7 @@ const FLAGS = {
   "max-connections": [
     "BN_MAX_CONNECTIONS",
     "string",
-    "open connections before new ones get 503 (default: the open-file limit less a reserve)",
+    "open connections before new ones get 503; keep it below the open-file limit (default 1000)",
   ],
   watchdog: [
     "BN_WATCHDOG",
@@ -127,7 +127,7 @@ export const ServerConfig = z.object({
   headerTimeout: z.coerce.number().min(0.05).max(3600).default(10),
   idleTimeout: z.coerce.number().min(0.05).max(3600).default(75),
   bodyTimeout: z.coerce.number().min(0.05).max(3600).default(30),
-  maxConnections: int(1, 1 << 20).optional(),
+  maxConnections: int(1, 1 << 20).default(1000),
   watchdog: z.coerce.number().min(0).max(86_400).default(120),
   logLevel: z.enum(LOG_LEVELS).default("info"),
   playground: z.union([z.boolean(), z.stringbool()]).default(true),
@@ -293,15 +293,6 @@ export async function main(
     metrics,
   });
   const host = config.host.replace(/^\[(.*)\]$/, "$1");
-  const budget = connectionBudget(config.threads ?? navigator.hardwareConcurrency ?? 1);
-  let maxConnections = config.maxConnections ?? budget?.budget ?? 1000;
-  if (budget && maxConnections > budget.budget) {
-    say(
-      `warning: --max-connections ${maxConnections} lowered to ${budget.budget}: the open-file limit is ` +
-        `${budget.limit} (raise it: ulimit -n, LimitNOFILE=)`,
-    );
-    maxConnections = budget.budget;
-  }
   let server: HttpServer;
   try {
     server = await listenThenRevokeNet({
@@ -310,7 +301,7 @@ export async function main(
       headerTimeout: config.headerTimeout,
       idleTimeout: config.idleTimeout,
       bodyTimeout: config.bodyTimeout,
-      maxConnections,
+      maxConnections: config.maxConnections,
       warn: (fields) => log("warn", fields),
       onEvent: (event) => metrics.connectionEvents.inc({ event }),
     }, app.fetch);
@@ -407,7 +398,7 @@ export async function main(
   const cors = config.corsOrigins.length ? `CORS ${config.corsOrigins.join(",")}` : "CORS off";
   say(
     `serving on ${url} (${auth}, ${cors}, queue ${config.maxQueue}, timeout ${config.timeout || "none"} s, ` +
-      `playground ${playground ? "on" : "off"}, ${maxConnections} connections)`,
+      `playground ${playground ? "on" : "off"}, ${config.maxConnections} connections)`,
   );
   if (!apiKeys.length && !LOOPBACK.has(config.host)) {
     say(`warning: listening on ${config.host} without an API key: anyone who can reach it can use it`);

@@ -6,7 +6,7 @@
 import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:assert/strict";
 import { parseConfig, usage } from "../main.ts";
 import { tinyModel } from "./_models.ts";
-import { serve, waitFor } from "./_serve.ts";
+import { running, serve, waitFor } from "./_serve.ts";
 import { serveFlags } from "../scripts/dist.ts";
 
 const ROOT = decodeURIComponent(new URL("../", import.meta.url).pathname);
@@ -19,6 +19,22 @@ Deno.test("parseConfig() gives safe defaults", () => {
     [undefined, "127.0.0.1", 8080, 2, 16, 600, 30, "info", 1 << 20],
   );
   assertEquals([c.apiKeys, c.corsOrigins, c.authReady, c.authMetrics], [[], [], false, false]);
+  assertEquals([c.headerTimeout, c.idleTimeout, c.bodyTimeout, c.maxConnections, c.watchdog], [
+    10,
+    75,
+    30,
+    1000,
+    120,
+  ]);
+  const env = { BN_HEADER_TIMEOUT: "2.5", BN_IDLE_TIMEOUT: "5", BN_MAX_CONNECTIONS: "64", BN_WATCHDOG: "0" };
+  const d = parseConfig(["--body-timeout", "9", "--idle-timeout", "6"], env);
+  assertEquals([d.headerTimeout, d.idleTimeout, d.bodyTimeout, d.maxConnections, d.watchdog], [
+    2.5,
+    6,
+    9,
+    64,
+    0,
+  ]);
 });
 
 Deno.test("parseConfig() reads BN_* variables and lets flags override them", () => {
@@ -58,6 +74,11 @@ Deno.test("parseConfig() names the flag and its variable on bad values", () => {
     [["--max-body", "lots"], {}, /--max-body/],
     [[], { BN_AUTH_READY: "maybe" }, /--auth-ready/],
     [["--nope"], {}, /nope/],
+    [["--header-timeout", "0"], {}, /--header-timeout \(BN_HEADER_TIMEOUT\)/],
+    [[], { BN_IDLE_TIMEOUT: "-1" }, /--idle-timeout/],
+    [["--body-timeout", "soon"], {}, /--body-timeout/],
+    [["--max-connections", "0"], {}, /--max-connections/],
+    [["--watchdog", "-5"], {}, /--watchdog/],
     [["stray"], {}, /stray/],
   ];
   for (const [args, env, re] of bad) {
@@ -82,6 +103,11 @@ Deno.test("usage() lists every flag with its variable", () => {
       "--max-body",
       "--timeout",
       "--log-level",
+      "--header-timeout",
+      "--idle-timeout",
+      "--body-timeout",
+      "--max-connections",
+      "--watchdog",
     ]
   ) {
     assert(text.includes(f), f);
@@ -298,5 +324,103 @@ Deno.test("the server refuses a model whose norm weight is NaN, naming the tenso
     );
   } finally {
     Deno.removeSync(out);
+  }
+});
+
+Deno.test("under `ulimit -n 64` the server survives a connection flood past the limit and answers afterwards", async () => {
+  const model = await tinyModel();
+  const server = await running(
+    ["--model", model, "--port", "0", "--threads", "1", "--slots", "1", "--header-timeout", "1.5"],
+    { openFiles: 64 },
+  );
+  const port = Number(new URL(server.url).port);
+  const held: Deno.Conn[] = [];
+  try {
+    for (let i = 0; i < 150; i++) held.push(await Deno.connect({ hostname: "127.0.0.1", port }));
+    // each is answered in time: 503 over the cap, or closed (408) at the header timeout
+    const answers = await Promise.all(held.map(async (c) => {
+      const buf = new Uint8Array(512);
+      const timeout = new Promise<"none">((r) => setTimeout(() => r("none"), 12_000));
+      const n = await Promise.race([c.read(buf).catch(() => null), timeout]);
+      return n === "none"
+        ? "none"
+        : n
+        ? new TextDecoder().decode(buf.subarray(0, n)).split("\r\n")[0]
+        : "closed";
+    }));
+    const count = (s: string) => answers.filter((a) => a === s).length;
+    assert(count("HTTP/1.1 503 Service Unavailable") > 0, `no 503: ${[...new Set(answers)]}`);
+    assertEquals(count("none"), 0, "every connection was answered or closed");
+    for (const c of held.splice(0)) c.close();
+    const res = await fetch(`${server.url}/v1/completions`, {
+      method: "POST",
+      body: JSON.stringify({ prompt: "hi", max_tokens: 3 }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    assertEquals([res.status, (await res.json()).usage.completion_tokens], [200, 3]);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    for (const event of ["refused", "accept_error", "header_timeout"]) {
+      assert(new RegExp(`bn_http_connection_events_total\\{event="${event}"\\} [1-9]`).test(metrics), event);
+    }
+    const cap = Number(/^bn_http_connections_max (\d+)$/m.exec(metrics)?.[1]);
+    assert(cap > 0 && cap < 64, `the cap learned below the file limit: ${cap}`);
+  } finally {
+    for (const c of held) c.close();
+    const stdout = await server.stop();
+    assert(stdout.includes("the open-file limit was reached"), stdout.slice(-2000));
+  }
+});
+
+Deno.test("Ctrl-C to `deno task serve` (SIGINT to its process group, delivered twice) drains every stream", async () => {
+  const model = await tinyModel();
+  const child = new Deno.Command("setsid", {
+    args: [
+      Deno.execPath(),
+      "task",
+      "serve",
+      "--model",
+      model,
+      "--port",
+      "0",
+      "--threads",
+      "1",
+      "--slots",
+      "2",
+    ],
+    cwd: new URL("../", import.meta.url),
+    stdout: "null",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const banner = await waitFor(stderr, /serving on (http:\/\/127\.0\.0\.1:\d+)/);
+    const url = banner.match(/serving on (http:\/\/127\.0\.0\.1:\d+)/)![1];
+    const noStop = Object.fromEntries(Array.from({ length: 256 }, (_, i) => [String(256 + i), -100]));
+    const streams = await Promise.all([0, 1].map(() =>
+      fetch(`${url}/v1/completions`, {
+        method: "POST",
+        body: JSON.stringify({ prompt: "a", max_tokens: 150, stream: true, logit_bias: noStop }),
+      })
+    ));
+    const readers = streams.map((r) => r.body!.pipeThrough(new TextDecoderStream()).getReader());
+    const texts = await Promise.all(readers.map(async (r) => (await r.read()).value ?? ""));
+    Deno.kill(-child.pid, "SIGINT"); // the terminal's Ctrl-C: deno task and the server both get it
+    for (let i = 0; i < 2; i++) {
+      for (let r = await readers[i].read(); !r.done; r = await readers[i].read()) texts[i] += r.value;
+    }
+    for (const text of texts) {
+      assert(text.endsWith('"finish_reason":"length"}]}\n\ndata: [DONE]\n\n'), text.slice(-300));
+    }
+    const rest = await waitFor(stderr, /stopped/, banner);
+    assert(rest.includes("SIGINT: draining"), rest);
+    assert(!rest.includes("exiting now"), rest);
+    assertEquals((await child.status).code, 0);
+  } finally {
+    try {
+      Deno.kill(-child.pid, "SIGKILL");
+    } catch { /* exited */ }
+    await stderr.cancel().catch(() => {});
+    await child.status;
   }
 });

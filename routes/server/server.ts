@@ -1,8 +1,12 @@
 /**
  * The HTTP/1.1 server the process listens with: an accept loop on `Deno.listen` that survives
  * accept errors (EMFILE when the open-file limit is reached: it waits and accepts again), a cap on
- * open connections below that limit (over it, a new connection gets a 503 with `Retry-After` and
- * is closed), and connections with header, idle and body timeouts (./connection.ts).
+ * open connections (over it, a new connection gets a 503 with `Retry-After` and is closed), and
+ * connections with header, idle and body timeouts (./connection.ts).
+ *
+ * The process cannot read its open-file limit (Deno asks for --allow-all to read /proc/self), so
+ * the cap is the configured one until the limit is first reached: then it drops to a little below
+ * the connections open at that moment, and later connections over it get the 503.
  *
  * `Deno.serve` has none of these: no header or idle timeout, no connection cap, and an accept error
  * rejects `finished`, which ended the process. `node:http` in Deno 2.9 applies neither
@@ -42,6 +46,9 @@ export interface HttpServerStats {
   readonly acceptErrors: number;
 }
 
+/** Connections the cap leaves free below the count at which the open-file limit was reached. */
+const FD_MARGIN = 8;
+
 /** How long a refused connection's 503 may take to go out before it is dropped. */
 const REFUSE_MS = 500;
 /** Refused connections being answered at once; beyond that they are closed at once. */
@@ -60,6 +67,7 @@ export class HttpServer {
   #closing = false;
   #refused = 0;
   #acceptErrors = 0;
+  #cap: number;
   readonly #lastWarn = new Map<string, { at: number; suppressed: number }>();
 
   private constructor(
@@ -70,6 +78,7 @@ export class HttpServer {
     this.#listener = listener;
     this.addr = listener.addr as Deno.NetAddr;
     this.#opts = options;
+    this.#cap = options.maxConnections;
     this.#handler = handler;
     this.finished = this.#acceptLoop();
   }
@@ -96,7 +105,7 @@ export class HttpServer {
   get stats(): HttpServerStats {
     return {
       open: this.#open.size,
-      maxConnections: this.#opts.maxConnections,
+      maxConnections: this.#cap,
       refused: this.#refused,
       acceptErrors: this.#acceptErrors,
     };
@@ -132,6 +141,7 @@ export class HttpServer {
         // EMFILE/ENFILE/ENOBUFS/ECONNABORTED: the listener is fine; wait for descriptors to free up
         this.#acceptErrors++;
         this.#opts.onEvent?.("accept_error");
+        if (/too many open files/i.test((e as Error).message)) this.#learnLimit();
         backoff = Math.min(1000, backoff ? backoff * 2 : 10);
         this.#warn("accept", {
           msg: "accept failed; retrying",
@@ -141,7 +151,7 @@ export class HttpServer {
         await new Promise((r) => setTimeout(r, backoff));
         continue;
       }
-      if (this.#open.size >= this.#opts.maxConnections) {
+      if (this.#open.size >= this.#cap) {
         this.#refuse(conn);
         continue;
       }
@@ -177,7 +187,7 @@ export class HttpServer {
     this.#warn("refused", {
       msg: "connection refused: too many open connections",
       open: this.#open.size,
-      max_connections: this.#opts.maxConnections,
+      max_connections: this.#cap,
     });
     if (this.#refusing >= REFUSING_MAX) return void conn.close();
     this.#refusing++;
@@ -202,6 +212,19 @@ export class HttpServer {
     })();
   }
 
+  /** The open-file limit was reached with this many connections open: cap a little below. */
+  #learnLimit(): void {
+    const cap = Math.max(1, this.#open.size - FD_MARGIN);
+    if (cap >= this.#cap) return;
+    this.#cap = cap;
+    this.#opts.warn?.({
+      msg:
+        "the open-file limit was reached: lowering the connection cap (raise the limit: ulimit -n, LimitNOFILE=)",
+      open: this.#open.size,
+      max_connections: cap,
+    });
+  }
+
   /** Logs at most one line per `kind` per second, with how many were suppressed since. */
   #warn(kind: string, fields: Record<string, unknown>): void {
     if (!this.#opts.warn) return;
@@ -212,25 +235,5 @@ export class HttpServer {
     }
     this.#lastWarn.set(kind, { at: now, suppressed: 0 });
     this.#opts.warn({ ...fields, suppressed: last?.suppressed || undefined });
-  }
-}
-
-/**
- * The default connection cap: the soft open-file limit (from /proc/self/limits) less the
- * descriptors open now and a reserve for the kernel workers and the model file. Null where the
- * limit cannot be read (not Linux).
- */
-export function connectionBudget(threads: number): { limit: number; open: number; budget: number } | null {
-  try {
-    const limits = Deno.readTextFileSync("/proc/self/limits");
-    const m = /^Max open files\s+(\d+|unlimited)/m.exec(limits);
-    if (!m) return null;
-    const limit = m[1] === "unlimited" ? 1 << 20 : Number(m[1]);
-    let open = 0;
-    for (const _ of Deno.readDirSync("/proc/self/fd")) open++;
-    const reserve = 32 + 4 * threads;
-    return { limit, open, budget: Math.max(1, limit - open - reserve) };
-  } catch {
-    return null;
   }
 }

@@ -99,6 +99,19 @@ Deno.test("the Deployment probes /ready and /health, and its drain fits the grac
   assertEquals(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0);
 });
 
+Deno.test("a wedged pod is restarted: /health turns 503 on the watchdog and the liveness probe acts first", () => {
+  const watchdog = Number(env.BN_WATCHDOG);
+  assert(watchdog > 0, "the watchdog is on");
+  const live = container.livenessProbe;
+  assertEquals(live.httpGet.path, "/health");
+  // a stuck step turns /health to 503 after `watchdog` s; the probe restarts the pod within
+  // periodSeconds x failureThreshold more, before the process's own exit at 2 x watchdog
+  const restartAfter = watchdog + live.periodSeconds * live.failureThreshold + live.timeoutSeconds;
+  assert(restartAfter < 2 * watchdog, `${restartAfter} s`);
+  // a process that stops answering altogether fails the probe by its timeout
+  assert(live.timeoutSeconds >= 2 && live.failureThreshold >= 2, "one slow answer is not a restart");
+});
+
 Deno.test("the Deployment is sized from the memory plan and runs locked down", () => {
   const threads = Number(env.BN_THREADS);
   const { requests, limits } = container.resources;

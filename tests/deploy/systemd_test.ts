@@ -1,18 +1,21 @@
 /**
  * deploy/systemd/bitnet-server.service: hardened (dedicated user, read-only system, no new
- * privileges), sized from the memory plan like the Kubernetes pod, restarted on failure, given
- * longer to stop than the drain takes; `systemd-analyze verify` finds no problem and
- * `systemd-analyze security --offline` rates it OK. The systemd-analyze parts are skipped, with a
- * message, where systemd is not installed.
+ * privileges), sized from the memory plan like the Kubernetes pod, restarted on failure (a wedged
+ * process too: the watchdog's exit status and the health-check timer), given longer to stop than
+ * the drain takes; `systemd-analyze verify` finds no problem in the three units and
+ * `systemd-analyze security --offline` rates the server's OK. The systemd-analyze parts are skipped,
+ * with a message, where systemd is not installed.
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { parseManifests } from "../../scripts/deploy/k8s_validate.ts";
 import { budgetMiB, parseMiB } from "./_sizing.ts";
+import { WEDGED_EXIT } from "../../main.ts";
 
-const UNIT = decodeURIComponent(
-  new URL("../../deploy/systemd/bitnet-server.service", import.meta.url).pathname,
-);
-const text = Deno.readTextFileSync(UNIT);
+const path = (f: string) =>
+  decodeURIComponent(new URL(`../../deploy/systemd/${f}`, import.meta.url).pathname);
+const text = Deno.readTextFileSync(path("bitnet-server.service"));
+const healthText = Deno.readTextFileSync(path("bitnet-server-health.service"));
+const timerText = Deno.readTextFileSync(path("bitnet-server-health.timer"));
 
 /** section -> key -> values (a key may repeat). */
 function parseUnit(src: string): Record<string, Record<string, string[]>> {
@@ -98,9 +101,32 @@ Deno.test("the unit restarts on failure, outlasts the drain, and has the pod's m
   const podEnv = Object.fromEntries(
     container.env.map((e: { name: string; value: string }) => [e.name, e.value]),
   );
-  for (const k of ["BN_CTX", "BN_SLOTS", "BN_THREADS", "BN_GRACE", "BN_PORT", "BN_CACHE_MEM"]) {
+  for (
+    const k of ["BN_CTX", "BN_SLOTS", "BN_THREADS", "BN_GRACE", "BN_PORT", "BN_CACHE_MEM", "BN_WATCHDOG"]
+  ) {
     assertEquals(env[k], podEnv[k], k);
   }
+});
+
+Deno.test("a wedged process is restarted: the watchdog's exit status counts as a failure, and the health timer", () => {
+  assert(Number(env.BN_WATCHDOG) > 0, "the watchdog is on");
+  assertEquals(one("Restart"), "on-failure");
+  for (const k of ["SuccessExitStatus", "RestartPreventExitStatus"]) {
+    assert(!(service[k] ?? []).join(" ").split(/\s+/).includes(String(WEDGED_EXIT)), k);
+  }
+  const health = parseUnit(healthText), timer = parseUnit(timerText);
+  assertEquals(health.Service.Type, ["oneshot"]);
+  assertEquals(health.Service.ExecCondition, ["/bin/systemctl is-active --quiet bitnet-server.service"]);
+  const exec = health.Service.ExecStart[0];
+  assert(exec.includes("/opt/bitnet-server/deploy/container/probe.ts --tries 3"), exec);
+  assert(exec.includes("--allow-net=127.0.0.1 --allow-env=BN_PORT"), "the probe is sandboxed");
+  assert(
+    exec.includes("|| {") && exec.includes("systemctl kill --signal=SIGKILL bitnet-server.service"),
+    exec,
+  );
+  assert(Number(health.Service.TimeoutStartSec) > 3 * (2 + 5), "three probes fit the start timeout");
+  assertEquals(timer.Timer.OnUnitInactiveSec, ["15"]);
+  assertEquals(timer.Install.WantedBy, ["timers.target"]);
 });
 
 Deno.test({
@@ -112,14 +138,16 @@ Deno.test({
     try {
       const copy = `${dir}/bitnet-server.service`;
       Deno.writeTextFileSync(copy, text.replace(/^ExecStart=\S+/m, `ExecStart=${Deno.execPath()}`));
+      Deno.writeTextFileSync(`${dir}/bitnet-server-health.service`, healthText);
+      Deno.writeTextFileSync(`${dir}/bitnet-server-health.timer`, timerText);
       const verify = await new Deno.Command(analyze!, {
-        args: ["verify", copy],
+        args: ["verify", copy, `${dir}/bitnet-server-health.service`, `${dir}/bitnet-server-health.timer`],
         stdout: "piped",
         stderr: "piped",
       })
         .output();
       const problems = new TextDecoder().decode(verify.stderr).split("\n")
-        .filter((l) => l.includes("bitnet-server.service"));
+        .filter((l) => l.includes("bitnet-server"));
       assert(verify.success && problems.length === 0, problems.join("\n"));
 
       const security = await new Deno.Command(analyze!, {
