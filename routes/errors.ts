@@ -22,6 +22,7 @@ const SAMPLING_FIELDS: Record<string, string> = {
   topK: "top_k",
   topP: "top_p",
   minP: "min_p",
+  typicalP: "typical_p",
   repetitionPenalty: "repetition_penalty",
   presencePenalty: "presence_penalty",
   frequencyPenalty: "frequency_penalty",

@@ -188,7 +188,14 @@ Deno.test({
         stdout: "piped",
       }).output();
       assertEquals(new TextDecoder().decode(get.stdout).trim(), '200 {"status":"ok"}');
-      assert(banner.includes("without an API key"), "a non-loopback address without a key is warned about");
+      // the warning is the line after the banner (it may come in a later read)
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const warned = await Promise.race([
+        waitFor(stderr, /without an API key/, banner),
+        new Promise<string>((r) => (timer = setTimeout(() => r(banner), 10_000))),
+      ]);
+      clearTimeout(timer);
+      assert(warned.includes("without an API key"), "a non-loopback address without a key is warned about");
     } finally {
       child.kill("SIGTERM");
       await stderr.cancel();
