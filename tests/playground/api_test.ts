@@ -15,24 +15,13 @@ import {
   streamChat,
 } from "../../playground/api.js";
 import { freePort } from "../../scripts/deploy/cluster.ts";
-import { HttpServer } from "../../routes/server/server.ts";
-import { type Harness, harness, noStop } from "../routes/_harness.ts";
+import { type Harness, harness, listenLoopback, noStop } from "../routes/_harness.ts";
 
 const HI = [{ role: "user" as const, content: "Tell me about the jury." }];
 
 /** Serves `app` on a loopback port for `fn`. */
 async function served(h: Harness, fn: (base: string) => Promise<void>): Promise<void> {
-  const server = HttpServer.listen(
-    {
-      hostname: "127.0.0.1",
-      port: 0,
-      headerTimeout: 10,
-      idleTimeout: 75,
-      bodyTimeout: 30,
-      maxConnections: 100,
-    },
-    h.app.fetch,
-  );
+  const server = listenLoopback(h.app.fetch);
   try {
     await fn(`http://127.0.0.1:${server.addr.port}/`);
   } finally {

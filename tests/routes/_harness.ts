@@ -7,6 +7,7 @@ import { type AppOptions, createApp } from "../../routes/app.ts";
 import { createLogger } from "../../routes/log.ts";
 import { Metrics } from "../../routes/metrics.ts";
 import { ServerState } from "../../routes/state.ts";
+import { HttpServer, type ServeOptions } from "../../routes/server/server.ts";
 import { tinyModel } from "../_models.ts";
 
 /** Parsed JSON of a response (tests index into it freely). */
@@ -141,3 +142,17 @@ export function noStop(h: Harness): Record<string, number> {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The production HTTP server's settings for tests: a free loopback port, the default timeouts. */
+export const LISTEN: ServeOptions = {
+  hostname: "127.0.0.1",
+  port: 0,
+  headerTimeout: 10,
+  idleTimeout: 75,
+  bodyTimeout: 30,
+  maxConnections: 100,
+};
+
+/** `fetch` served on a free loopback port by the server main.ts uses (routes/server). */
+export const listenLoopback = (fetch: (request: Request) => Response | Promise<Response>): HttpServer =>
+  HttpServer.listen(LISTEN, fetch);

@@ -8,24 +8,15 @@ import OpenAI from "openai";
 import { Engine } from "../../engine/run/engine.ts";
 import { createApp } from "../../routes/app.ts";
 import { ServerState } from "../../routes/state.ts";
-import { HttpServer } from "../../routes/server/server.ts";
+import { listenLoopback } from "./_harness.ts";
 import { findNginx, freePort, Nginx, NGINX_TEMPLATE } from "../../scripts/deploy/cluster.ts";
 import { tinyModel } from "../_models.ts";
-
-const LISTEN = {
-  hostname: "127.0.0.1",
-  port: 0,
-  headerTimeout: 10,
-  idleTimeout: 75,
-  bodyTimeout: 30,
-  maxConnections: 100,
-};
 
 /** The app on the server's own HTTP/1.1 server; `close()` stops both. */
 function listen(engine: Engine, keepAliveSeconds: number) {
   const state = new ServerState(engine);
   const app = createApp(state, { keepAliveSeconds });
-  const server = HttpServer.listen(LISTEN, app.fetch);
+  const server = listenLoopback(app.fetch);
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
     port: server.addr.port,

@@ -5,17 +5,7 @@
  */
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import OpenAI from "openai";
-import { type Harness, harness, noStop, sleep } from "./_harness.ts";
-import { HttpServer } from "../../routes/server/server.ts";
-
-const LISTEN = {
-  hostname: "127.0.0.1",
-  port: 0,
-  headerTimeout: 10,
-  idleTimeout: 75,
-  bodyTimeout: 30,
-  maxConnections: 100,
-};
+import { type Harness, harness, listenLoopback, noStop, sleep } from "./_harness.ts";
 
 const HI = [{ role: "user" as const, content: "Hello there" }];
 
@@ -49,7 +39,7 @@ async function busy(h: Harness, n: number) {
 
 Deno.test("the openai client over a real socket", async (t) => {
   const h = await harness();
-  const server = HttpServer.listen(LISTEN, h.app.fetch);
+  const server = listenLoopback(h.app.fetch);
   const port = server.addr.port;
   const client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: "unused", maxRetries: 0 });
   const step = (name: string, fn: () => Promise<void>) =>
