@@ -54,8 +54,12 @@ export interface SoakReport {
     readonly at1min: number | null;
     readonly end: number | null;
     readonly max: number | null;
+    /** At the end of each minute. */
+    readonly perMinute: readonly (number | null)[];
   };
   readonly health: { readonly checks: number; readonly failures: number; readonly maxMs: number };
+  /** Gauges from /metrics at the end, before the drain (prompt cache bytes, open connections, ...). */
+  readonly gauges: Record<string, number>;
   readonly server: {
     readonly exitCode: number | null;
     readonly drainMs: number | null;
@@ -144,6 +148,27 @@ async function one(
   }
 }
 
+const GAUGES = [
+  "bn_prompt_cache_bytes",
+  "bn_http_connections_open",
+  "bn_slots_busy",
+  "bn_queue_depth",
+  "bn_requests_inflight",
+];
+
+/** The server's {@linkcode GAUGES} now (empty where /metrics does not answer). */
+async function endGauges(url: string): Promise<Record<string, number>> {
+  try {
+    const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+    return Object.fromEntries(GAUGES.flatMap((g) => {
+      const m = new RegExp(`^${g} (\\S+)$`, "m").exec(text);
+      return m ? [[g, Number(m[1])]] : [];
+    }));
+  } catch {
+    return {};
+  }
+}
+
 /** Spawns the server as `deno task serve` would and waits for its URL. */
 async function spawnServer(o: SoakOptions) {
   const args = [
@@ -216,6 +241,7 @@ export async function soak(o: SoakOptions): Promise<SoakReport> {
   };
   const statuses: Record<string, number> = {};
   let requests = 0, tokens = 0, at1min: number | null = null, max: number | null = null;
+  const perMinute: (number | null)[] = [];
   const health = { checks: 0, failures: 0, maxMs: 0 };
   const count = (status: number, n: number) => {
     statuses[status] = (statuses[status] ?? 0) + 1;
@@ -225,7 +251,8 @@ export async function soak(o: SoakOptions): Promise<SoakReport> {
     if (pid === undefined) return;
     const rss = rssMiB(pid);
     if (rss !== null) max = Math.max(max ?? 0, rss);
-    if (at1min === null && performance.now() - t0 >= 60_000) at1min = rss;
+    if (performance.now() - t0 >= 60_000 * (perMinute.length + 1)) perMinute.push(rss);
+    at1min = perMinute[0] ?? null;
   }, 1000);
   let running = true;
   const healthLoop = (async () => {
@@ -253,6 +280,7 @@ export async function soak(o: SoakOptions): Promise<SoakReport> {
   running = false;
   await healthLoop;
   clearInterval(sampler);
+  const gauges = await endGauges(url);
   const rssEnd = pid === undefined ? null : rssMiB(pid);
   if (rssEnd !== null) max = Math.max(max ?? 0, rssEnd);
   const stopped = server ? await server.stop() : null;
@@ -265,8 +293,9 @@ export async function soak(o: SoakOptions): Promise<SoakReport> {
     serverErrors: outcomes.server_error,
     hangs: outcomes.hang,
     streamedTokens: tokens,
-    rssMiB: { at1min, end: rssEnd, max },
+    rssMiB: { at1min, end: rssEnd, max, perMinute },
     health,
+    gauges,
     server: stopped,
   };
 }
@@ -305,7 +334,9 @@ if (import.meta.main) {
     `soak: ${r.requests} requests in ${r.seconds} s (${r.options.clients} clients, ${r.options.slots} slots, ` +
       `${r.options.disconnect * 100}% dropped): ${JSON.stringify(r.outcomes)}\n` +
       `5xx ${r.serverErrors}, hangs ${r.hangs}, RSS ${r.rssMiB.at1min} MiB at 1 min, ${r.rssMiB.end} MiB at the end ` +
-      `(max ${r.rssMiB.max}), /health ${r.health.checks} checks, ${r.health.failures} failed, max ${r.health.maxMs} ms` +
+      `(max ${r.rssMiB.max}; per minute ${
+        r.rssMiB.perMinute.join(", ")
+      }), /health ${r.health.checks} checks, ${r.health.failures} failed, max ${r.health.maxMs} ms` +
       (r.server
         ? `, drain: exit ${r.server.exitCode} in ${r.server.drainMs} ms, ${r.server.errorLines} error log lines`
         : ""),

@@ -37,6 +37,11 @@ Deno.test("deno task soak reports requests, 5xx, hangs, RSS and the drain", asyn
   assertEquals([r.serverErrors, r.hangs, r.outcomes.network_error], [0, 0, 0]);
   assert(r.rssMiB.end > 10 && r.rssMiB.max >= r.rssMiB.end, JSON.stringify(r.rssMiB));
   assert(r.health.checks >= 3 && r.health.failures === 0, JSON.stringify(r.health));
+  assertEquals([r.gauges.bn_slots_busy, r.gauges.bn_queue_depth], [0, 0], "idle after the clients stopped");
+  assert(
+    r.gauges.bn_http_connections_open >= 0 && r.gauges.bn_prompt_cache_bytes >= 0,
+    JSON.stringify(r.gauges),
+  );
   assertEquals([r.server.exitCode, r.server.errorLines], [0, 0]);
   assert(/soak: \d+ requests in \d+ s \(6 clients, 2 slots, 40% dropped\)/.test(stderr), stderr);
 });

@@ -342,13 +342,13 @@ Deno.test("with the app: a short, malformed or cut request body is a 400 logged 
   try {
     // Content-Length 100, a 16-byte body, then a half-close: the client still reads the answer
     const conn = await connect(server);
-    await send(conn, post("Content-Length: 100", '{"prompt":"hi",'));
+    await send(conn, post("Content-Length: 100", '{"prompt":"hi!",'));
     await conn.closeWrite();
     const { text } = await untilClosed(conn);
     assert(text.startsWith("HTTP/1.1 400 Bad Request\r\n"), text);
     const err = JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)).error as Json;
     assertEquals([err.type, err.code], ["invalid_request_error", "invalid_body"]);
-    assert(/ended early: 15 of 100 bytes arrived/.test(err.message), err.message);
+    assert(/ended early: 16 of 100 bytes arrived/.test(err.message), err.message);
 
     const chunked = await connect(server);
     await send(chunked, post("Transfer-Encoding: chunked", "zz\r\n{}\r\n0\r\n\r\n"));
