@@ -23,7 +23,7 @@ static const bn_abi_field bn_fields[] = {
   F(batch.n_tokens), F(batch.n_out), F(batch.tokens), F(batch.pos), F(batch.slot), F(batch.out_idx),
   F(batch.logits),
   F(mm.w), F(mm.rows), F(mm.cols), F(mm.n), F(mm.x), F(mm.y), F(mm.ydot),
-  F(kernel),
+  F(kernel), F(layout),
   F(pool.cmd_gen), F(pool.done_gen), F(pool.abort), F(pool.cmd), F(pool.status), F(pool.nth), F(pool.spin),
 };
 
@@ -57,7 +57,8 @@ int32_t bn_ctx_check(const bn_ctx *c) {
       !g->n_vocab || !g->n_ctx || !g->n_slots || !g->max_batch || g->max_out > g->max_batch ||
       c->pool.nth < 1 || c->state.n_threads < (uint32_t)c->pool.nth || g->act > BN_ACT_SILU ||
       !bn_type_ok(g->embd_type) || !bn_type_ok(g->head_type) ||
-      c->kernel > BN_KERNEL_RELAXED || (c->kernel != BN_KERNEL_REF && c->kernel != bn_build_variant()))
+      c->kernel > BN_KERNEL_RELAXED || (c->kernel != BN_KERNEL_REF && c->kernel != bn_build_variant()) ||
+      c->layout > BN_LAYOUT_R16)
     return BN_STATUS_BAD_CONFIG;
   return BN_STATUS_OK;
 }

@@ -26,6 +26,9 @@ typedef enum {
 } bn_status;
 
 enum { BN_KERNEL_REF = 0, BN_KERNEL_SIMD128 = 1, BN_KERNEL_RELAXED = 2 };
+/* how the ternary (I2_S) matrices are laid out in memory: rows regrouped in fours for the 128-bit
+ * kernels (matmul_i2.c), or in sixteens for the kernels V8 fuses into 256-bit code (matmul_i2_r16.c) */
+enum { BN_LAYOUT_R4 = 0, BN_LAYOUT_R16 = 1 };
 enum { BN_ACT_RELU2 = 0, BN_ACT_SILU = 1 };
 /* ggml type ids used for the embedding and LM head, plus BN_TYPE_Q7: this engine's fast head
  * layout (made at load from F16): [n_vocab][dim] bytes w+64 for w in [-63, 63], then
@@ -141,6 +144,7 @@ typedef struct {
   bn_batch batch;
   bn_matmul_test mm;
   uint32_t kernel; /* BN_KERNEL_* */
+  uint32_t layout; /* BN_LAYOUT_* of every ternary matrix */
   bn_pool pool;
 } bn_ctx;
 
@@ -152,8 +156,15 @@ BN_EXPORT(bn_worker_loop) int32_t bn_worker_loop(bn_ctx *ctx, int32_t ith);
 BN_EXPORT(bn_repack_tq2_0) int32_t bn_repack_tq2_0(const uint8_t *src, uint8_t *dst, uint32_t n, float *scale);
 BN_EXPORT(bn_repack_tq1_0) int32_t bn_repack_tq1_0(const uint8_t *src, uint8_t *dst, uint32_t n, float *scale);
 BN_EXPORT(bn_i2s_check) int32_t bn_i2s_check(const uint8_t *w, uint32_t n);
-BN_EXPORT(bn_i2s_interleave) void bn_i2s_interleave(uint8_t *w, uint32_t rows, uint32_t cols, uint8_t *tmp);
-BN_EXPORT(bn_i2s_place) void bn_i2s_place(const uint8_t *src, uint8_t *dst, uint32_t rows, uint32_t cols, uint32_t nbytes);
+BN_EXPORT(bn_i2s_interleave)
+void bn_i2s_interleave(uint8_t *w, uint32_t rows, uint32_t cols, uint8_t *tmp, uint32_t layout);
+BN_EXPORT(bn_i2s_place)
+void bn_i2s_place(const uint8_t *src, uint8_t *dst, uint32_t rows, uint32_t cols, uint32_t nbytes, uint32_t layout);
+/* timing probe: `reps` passes of the (kernel, layout) ternary dot over a [rows][cols] matrix at w
+ * with n int8 rows at q (ld cols), in the forward pass's 16-row tiles; dots [n][rows] */
+BN_EXPORT(bn_probe_i2)
+int32_t bn_probe_i2(uint32_t kernel, uint32_t layout, const uint8_t *w, uint32_t rows, uint32_t cols, const int8_t *q,
+                    uint32_t n, int32_t *dots, uint32_t reps);
 BN_EXPORT(bn_quantize_q8_0_f16) void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n);
 BN_EXPORT(bn_quantize_q7_f16)
 void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t row0, uint32_t rows, uint32_t dim,

@@ -186,6 +186,21 @@ static inline const uint8_t *bn_i2_row(const uint8_t *w, uint32_t rows, uint32_t
   return w + (size_t)m * (cols / 4);
 }
 
+/* ---- I2_S matrices in memory: rows in sixteens (BN_LAYOUT_R16, matmul_i2_r16.c) ----
+ * Made at load (bn_i2s_place): rows 16g..16g+15 share 4*cols bytes at g*4*cols; per 16 columns c
+ * (64 bytes), quad k (16 bytes at 64c + 16k) holds column 16c+i of row 16g+4k+f in byte i at bits
+ * 2f. Rows past the last group of 16 keep the file layout. Returns the byte holding (m, j) and the
+ * shift of its code. */
+static inline const uint8_t *bn_i2_r16_at(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m, uint32_t j,
+                                          uint32_t *shift) {
+  if (m < (rows & ~15u)) {
+    *shift = 2 * (m & 3);
+    return w + (size_t)(m >> 4) * 4 * cols + (j >> 4) * 64 + ((m >> 2) & 3) * 16 + (j & 15);
+  }
+  *shift = 6 - 2 * ((j & 127) >> 5);
+  return w + (size_t)m * (cols / 4) + (j >> 7) * 32 + (j & 31);
+}
+
 /* ---- Q7 head rows in memory: in fours too ----
  * Made at load (bn_quantize_q7_f16): block k (32 bytes) of vocabulary row 4g+r sits at
  * g*4*dim + 128k + 32r; rows past the last group of four at v*dim; the f32 block scales stay
@@ -210,12 +225,15 @@ typedef struct {
   uint32_t mask3; /* always 3, read at run time (see bn_dot_i2_i8_simd) */
 } bn_qrows;
 
+/* ---- ternary dots, chosen once by (kernel, layout): bn_dot_i2_select() in matmul_i2.c ----
+ * raw integer dots of rows [m0, m1) of a [rows][cols] I2_S matrix in the given layout (rows in fours,
+ * bn_i2_row, or in sixteens, bn_i2_r16_at) with n int8 rows: dots[t * ld_dots + m - m0] */
+typedef void (*bn_dot_i2_fn)(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1,
+                             const bn_qrows *x, int32_t *dots, uint32_t ld_dots);
+bn_dot_i2_fn bn_dot_i2_select(uint32_t kernel, uint32_t layout);
+
 /* ---- op table, filled once by bn_ops_select() ---- */
 typedef struct {
-  /* raw integer dots of rows [m0, m1) of a [rows][cols] I2_S matrix (rows in fours, see bn_i2_row)
-   * with n int8 rows: dots[t][m - m0] */
-  void (*dot_i2_i8)(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
-                    int32_t *dots, uint32_t ld_dots);
   float (*dot_f32)(const float *a, const float *b, uint32_t n);
   float (*dot_f32_f16)(const float *a, const uint16_t *b, uint32_t n);
   /* dot_f32_f16(x, b) bit for bit, given as = x * 2^112 from bn_scale_2p112 */

@@ -22,7 +22,7 @@ static inline float bn_i2s_scale(const uint8_t *w, uint32_t rows, uint32_t cols)
 }
 
 /* y[t][m] (=|+=) ((dot - sum_t) / scale_t) * beta for rows [m0, m1) of W, every activation row t */
-static void bn_matmul_rows(const bn_ops *ops, const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0,
+static void bn_matmul_rows(bn_dot_i2_fn dot, const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0,
                            uint32_t m1, const bn_qrows *x, float *y, uint32_t ldy, int accumulate) {
   const float beta = bn_i2s_scale(w, rows, cols);
   int32_t dots[BN_TOK_TILE * BN_ROW_TILE];
@@ -31,7 +31,7 @@ static void bn_matmul_rows(const bn_ops *ops, const uint8_t *w, uint32_t rows, u
     for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK_TILE) {
       const uint32_t nt = BN_MIN(BN_TOK_TILE, x->n - t0);
       const bn_qrows xs = { x->q + (size_t)t0 * x->ld, x->scale + t0, x->sum + t0, x->ld, nt, x->mask3 };
-      ops->dot_i2_i8(w, rows, cols, mb, me, &xs, dots, BN_ROW_TILE);
+      dot(w, rows, cols, mb, me, &xs, dots, BN_ROW_TILE);
       for (uint32_t t = 0; t < nt; t++) {
         float *yr = y + (size_t)(t0 + t) * ldy;
         for (uint32_t m = mb; m < me; m++) {
@@ -81,14 +81,14 @@ static void bn_norm_quant(const bn_ctx *c, const bn_ops *ops, const float *src, 
 }
 
 /* Q, K, V for one head-sized block of rows: unit u < n_heads is a query head, then K heads, then V heads */
-static void bn_qkv_unit(const bn_ctx *c, const bn_ops *ops, const bn_layer *L, uint32_t l, uint32_t u,
+static void bn_qkv_unit(const bn_ctx *c, bn_dot_i2_fn dot, const bn_layer *L, uint32_t l, uint32_t u,
                         const bn_qrows *x) {
   const bn_config *cfg = &c->config;
   const bn_state *s = &c->state;
   const bn_batch *b = &c->batch;
   const uint32_t hd = cfg->head_dim, kv_dim = cfg->n_kv_heads * hd, half = hd / 2;
   if (u < cfg->n_heads) {
-    bn_matmul_rows(ops, L->wq, cfg->dim, cfg->dim, u * hd, (u + 1) * hd, x, s->q, cfg->dim, 0);
+    bn_matmul_rows(dot, L->wq, cfg->dim, cfg->dim, u * hd, (u + 1) * hd, x, s->q, cfg->dim, 0);
     for (uint32_t t = 0; t < b->n_tokens; t++) {
       const size_t r = (size_t)b->pos[t] * half;
       bn_rope(s->q + (size_t)t * cfg->dim + u * hd, hd, c->weights.rope_cos + r, c->weights.rope_sin + r);
@@ -98,7 +98,7 @@ static void bn_qkv_unit(const bn_ctx *c, const bn_ops *ops, const bn_layer *L, u
   const int is_k = u < cfg->n_heads + cfg->n_kv_heads;
   const uint32_t kvh = u - cfg->n_heads - (is_k ? 0 : cfg->n_kv_heads);
   float *tmp = is_k ? s->att : s->hb; /* free until the attention step */
-  bn_matmul_rows(ops, is_k ? L->wk : L->wv, kv_dim, cfg->dim, kvh * hd, (kvh + 1) * hd, x, tmp, cfg->dim, 0);
+  bn_matmul_rows(dot, is_k ? L->wk : L->wv, kv_dim, cfg->dim, kvh * hd, (kvh + 1) * hd, x, tmp, cfg->dim, 0);
   uint16_t *cache = is_k ? s->k_cache : s->v_cache;
   for (uint32_t t = 0; t < b->n_tokens; t++) {
     float *v = tmp + (size_t)t * cfg->dim + kvh * hd;
@@ -119,6 +119,7 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
   if (!bn_batch_valid(c)) return BN_STATUS_BAD_ARG;
   const uint32_t dim = cfg->dim, ffn = cfg->ffn_dim, n = b->n_tokens, ld = BN_MAX(dim, ffn);
   const bn_qrows xq = { s->xq, s->xscale, s->xsum, ld, n, 3 };
+  const bn_dot_i2_fn dot = bn_dot_i2_select(c->kernel, c->layout);
   uint32_t lo, hi;
 
   /* embeddings */
@@ -136,7 +137,7 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
 
     /* q, k, v (+ RoPE; k and v go to the cache as f16) */
     bn_split(cfg->n_heads + 2 * cfg->n_kv_heads, ith, nth, 1, &lo, &hi);
-    for (uint32_t u = lo; u < hi; u++) bn_qkv_unit(c, ops, L, l, u, &xq);
+    for (uint32_t u = lo; u < hi; u++) bn_qkv_unit(c, dot, L, l, u, &xq);
     bn_barrier(&c->pool, nth);
 
     /* causal GQA attention, one (token, head) pair at a time */
@@ -149,15 +150,15 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
     bn_norm_quant(c, ops, s->att, dim, L->attn_sub_norm, dim, ith, nth);
     bn_barrier(&c->pool, nth);
     bn_split(dim, ith, nth, BN_ROW_TILE, &lo, &hi);
-    bn_matmul_rows(ops, L->wo, dim, dim, lo, hi, &xq, s->x, dim, 1);
+    bn_matmul_rows(dot, L->wo, dim, dim, lo, hi, &xq, s->x, dim, 1);
     bn_barrier(&c->pool, nth);
 
     /* h = rmsnorm(x; ffn_norm), quantized; gate and up */
     bn_norm_quant(c, ops, s->x, dim, L->ffn_norm, dim, ith, nth);
     bn_barrier(&c->pool, nth);
     bn_split(2 * ffn, ith, nth, BN_ROW_TILE, &lo, &hi);
-    if (lo < ffn) bn_matmul_rows(ops, L->w_gate, ffn, dim, lo, BN_MIN(hi, ffn), &xq, s->hb, ffn, 0);
-    if (hi > ffn) bn_matmul_rows(ops, L->w_up, ffn, dim, BN_MAX(lo, ffn) - ffn, hi - ffn, &xq, s->hb2, ffn, 0);
+    if (lo < ffn) bn_matmul_rows(dot, L->w_gate, ffn, dim, lo, BN_MIN(hi, ffn), &xq, s->hb, ffn, 0);
+    if (hi > ffn) bn_matmul_rows(dot, L->w_up, ffn, dim, BN_MAX(lo, ffn) - ffn, hi - ffn, &xq, s->hb2, ffn, 0);
     bn_barrier(&c->pool, nth);
 
     /* f = act(gate) * up; rmsnorm(f; ffn_sub_norm), quantized */
@@ -181,7 +182,7 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
 
     /* x += down . f */
     bn_split(dim, ith, nth, BN_ROW_TILE, &lo, &hi);
-    bn_matmul_rows(ops, L->w_down, dim, ffn, lo, hi, &xq, s->x, dim, 1);
+    bn_matmul_rows(dot, L->w_down, dim, ffn, lo, hi, &xq, s->x, dim, 1);
     bn_barrier(&c->pool, nth);
   }
 

@@ -8,7 +8,9 @@
  * Output: dots[t*ld + (m-m0)] = sum_j code[m][j] * q[t][j] for rows m0 <= m < m1 and every
  * activation row t. The caller subtracts the activation sum (sum_j q[t][j]) to get
  * sum_j trit*q exactly. Results are exact integers, identical for _ref, SIMD128 and relaxed.
- * No allocation, no I/O.
+ * These are the 128-bit kernels (V8's revectorizer fuses none of them, so their machine code is the
+ * same with --experimental-wasm-revectorize on or off); matmul_i2_r16.c has the fused layout, and
+ * bn_dot_i2_select picks a (kernel, layout) pair once. No allocation, no I/O.
  */
 #include "bn_impl.h"
 
@@ -260,4 +262,24 @@ void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t 
       else bn_matmul_row_4tokens(wr, stride, blocks, q, x->ld, out, ld_dots);
     }
   }
+}
+
+void bn_dot_i2_i8_r16_ref(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+                          int32_t *dots, uint32_t ld_dots);
+void bn_dot_i2_i8_r16_simd(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+                           int32_t *dots, uint32_t ld_dots);
+
+bn_dot_i2_fn bn_dot_i2_select(uint32_t kernel, uint32_t layout) {
+  if (layout == BN_LAYOUT_R16) return kernel == BN_KERNEL_REF ? bn_dot_i2_i8_r16_ref : bn_dot_i2_i8_r16_simd;
+  return kernel == BN_KERNEL_REF ? bn_dot_i2_i8_ref : bn_dot_i2_i8_simd;
+}
+
+int32_t bn_probe_i2(uint32_t kernel, uint32_t layout, const uint8_t *w, uint32_t rows, uint32_t cols, const int8_t *q,
+                    uint32_t n, int32_t *dots, uint32_t reps) {
+  if (cols % 128 || !n || layout > BN_LAYOUT_R16) return BN_STATUS_BAD_ARG;
+  const bn_dot_i2_fn dot = bn_dot_i2_select(kernel, layout);
+  const bn_qrows x = { q, 0, 0, cols, n, 3 };
+  for (uint32_t r = 0; r < reps; r++)
+    for (uint32_t m = 0; m < rows; m += 16) dot(w, rows, cols, m, BN_MIN(m + 16, rows), &x, dots + m, rows);
+  return BN_STATUS_OK;
 }

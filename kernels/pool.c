@@ -49,7 +49,7 @@ static int32_t bn_matmul_test_run(bn_ctx *c, const bn_ops *ops, int ith, int nth
   uint32_t m0, m1;
   bn_split(mm->rows, ith, nth, 1, &m0, &m1);
   if (m1 > m0) {
-    ops->dot_i2_i8(mm->w + 0, mm->rows, mm->cols, m0, m1, &x, mm->ydot + m0, mm->rows);
+    bn_dot_i2_select(c->kernel, c->layout)(mm->w, mm->rows, mm->cols, m0, m1, &x, mm->ydot + m0, mm->rows);
     for (uint32_t t = 0; t < mm->n; t++)
       for (uint32_t m = m0; m < m1; m++) {
         const int32_t d = mm->ydot[(size_t)t * mm->rows + m] - s->xsum[t];

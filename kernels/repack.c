@@ -7,8 +7,8 @@
  * {0,1,2} are the same in all three; the repack is exact only if every block with a nonzero trit
  * has the same d, which is then the tensor's scale: otherwise BN_STATUS_BAD_CONFIG and the loader
  * refuses the file as lossy. Also: checking I2_S codes (3 is not a valid code) and F16 values
- * (inf/nan are refused), regrouping I2_S rows in fours (bn_i2_row), and quantizing an F16 matrix
- * to Q8_0 or to the Q7 head layout (head.c).
+ * (inf/nan are refused), regrouping I2_S rows in fours (bn_i2_row) or sixteens (bn_i2_r16_at), and
+ * quantizing an F16 matrix to Q8_0 or to the Q7 head layout (head.c).
  * No allocation, no I/O.
  */
 #include "bn_impl.h"
@@ -106,33 +106,73 @@ int32_t bn_i2s_check(const uint8_t *w, uint32_t n) {
   return any ? BN_STATUS_BAD_CONFIG : BN_STATUS_OK;
 }
 
-/* nbytes of a row-major I2_S matrix (or a chunk of one starting at a group of four rows: `rows`
- * rows, then for the last chunk the 1-3 rows past the last group and the scale) from src to dst,
- * the rows [0, rows & ~3) regrouped in fours (bn_i2_row), the rest copied as is; no overlap */
-void bn_i2s_place(const uint8_t *src, uint8_t *dst, uint32_t rows, uint32_t cols, uint32_t nbytes) {
-  const uint32_t rb = cols / 4, nb = cols / 128, groups = rows / 4;
-  for (uint32_t g = 0; g < groups; g++) {
-    const uint8_t *from = src + (size_t)g * cols;
-    uint8_t *to = dst + (size_t)g * cols;
-    for (uint32_t k = 0; k < nb; k++)
-      for (uint32_t r = 0; r < 4; r++) {
-        const uint8_t *f = from + r * rb + 32 * k;
-        uint8_t *t = to + (4 * k + r) * 32;
-        wasm_v128_store(t, wasm_v128_load(f));
-        wasm_v128_store(t + 16, wasm_v128_load(f + 16));
-      }
+/* 4x4 transpose of 2-bit fields across four rows' bytes (16 bytes each, SWAR with 16-bit shifts:
+ * the masks keep each byte's fields its own): afterwards r[s] holds at bits 2f the field that r[f]
+ * held at bits 2s */
+static inline void bn_transpose2(v128_t r[4]) {
+  for (int i = 0; i < 2; i++) { /* fields 2,3 of r[i] <-> fields 0,1 of r[i + 2] */
+    const v128_t t = wasm_v128_and(wasm_v128_xor(wasm_u16x8_shr(r[i], 4), r[i + 2]), wasm_i8x16_splat(0x0f));
+    r[i + 2] = wasm_v128_xor(r[i + 2], t);
+    r[i] = wasm_v128_xor(r[i], wasm_i16x8_shl(t, 4));
   }
-  uint32_t i = groups * cols;
+  for (int i = 0; i < 4; i += 2) { /* fields 1,3 of r[i] <-> fields 0,2 of r[i + 1] */
+    const v128_t t = wasm_v128_and(wasm_v128_xor(wasm_u16x8_shr(r[i], 2), r[i + 1]), wasm_i8x16_splat(0x33));
+    r[i + 1] = wasm_v128_xor(r[i + 1], t);
+    r[i] = wasm_v128_xor(r[i], wasm_i16x8_shl(t, 2));
+  }
+}
+
+/* one group of 16 row-major I2_S rows (src, cols/4 bytes each) into the rows-in-sixteens layout at
+ * dst (bn_i2_r16_at): bytes 16h..16h+15 of block b hold, in the field at bits 6-2j, columns
+ * 128b + 32j + 16h + i, which is chunk 8b + 2j + h; the transpose turns four rows' bytes into the
+ * four fields of that chunk's quad */
+static void bn_i2s_place_group16(const uint8_t *src, uint8_t *dst, uint32_t cols) {
+  const uint32_t rb = cols / 4;
+  for (uint32_t k = 0; k < 4; k++)
+    for (uint32_t b = 0; b < cols / 128; b++)
+      for (uint32_t h = 0; h < 2; h++) {
+        v128_t r[4];
+        for (uint32_t f = 0; f < 4; f++) r[f] = wasm_v128_load(src + (4 * k + f) * rb + 32 * b + 16 * h);
+        bn_transpose2(r);
+        for (uint32_t j = 0; j < 4; j++) wasm_v128_store(dst + 64 * (8 * b + 2 * j + h) + 16 * k, r[3 - j]);
+      }
+}
+
+/* nbytes of a row-major I2_S matrix (or a chunk of one starting at a group of rows: `rows` rows,
+ * then for the last chunk the rows past the last group and the scale) from src to dst, the whole
+ * groups regrouped for `layout` (in fours, bn_i2_row, or in sixteens, bn_i2_r16_at), the rest
+ * copied as is; no overlap */
+void bn_i2s_place(const uint8_t *src, uint8_t *dst, uint32_t rows, uint32_t cols, uint32_t nbytes, uint32_t layout) {
+  const uint32_t rb = cols / 4, nb = cols / 128;
+  uint32_t i;
+  if (layout == BN_LAYOUT_R16) {
+    for (uint32_t g = 0; g < rows / 16; g++) bn_i2s_place_group16(src + (size_t)g * 4 * cols, dst + (size_t)g * 4 * cols, cols);
+    i = rows / 16 * 4 * cols;
+  } else {
+    for (uint32_t g = 0; g < rows / 4; g++) {
+      const uint8_t *from = src + (size_t)g * cols;
+      uint8_t *to = dst + (size_t)g * cols;
+      for (uint32_t k = 0; k < nb; k++)
+        for (uint32_t r = 0; r < 4; r++) {
+          const uint8_t *f = from + r * rb + 32 * k;
+          uint8_t *t = to + (4 * k + r) * 32;
+          wasm_v128_store(t, wasm_v128_load(f));
+          wasm_v128_store(t + 16, wasm_v128_load(f + 16));
+        }
+    }
+    i = rows / 4 * cols;
+  }
   for (; i + 16 <= nbytes; i += 16) wasm_v128_store(dst + i, wasm_v128_load(src + i));
   for (; i < nbytes; i++) dst[i] = src[i];
 }
 
-/* the same in place, through tmp (cols bytes, not overlapping) */
-void bn_i2s_interleave(uint8_t *w, uint32_t rows, uint32_t cols, uint8_t *tmp) {
-  for (uint32_t g = 0; g < rows / 4; g++) {
-    uint8_t *grp = w + (size_t)g * cols;
-    for (uint32_t i = 0; i < cols; i += 16) wasm_v128_store(tmp + i, wasm_v128_load(grp + i));
-    bn_i2s_place(tmp, grp, 4, cols, cols);
+/* the same in place, through tmp (a group: cols bytes for fours, 4*cols for sixteens; not overlapping) */
+void bn_i2s_interleave(uint8_t *w, uint32_t rows, uint32_t cols, uint8_t *tmp, uint32_t layout) {
+  const uint32_t g_rows = layout == BN_LAYOUT_R16 ? 16 : 4, g_bytes = g_rows / 4 * cols;
+  for (uint32_t g = 0; g < rows / g_rows; g++) {
+    uint8_t *grp = w + (size_t)g * g_bytes;
+    for (uint32_t i = 0; i < g_bytes; i += 16) wasm_v128_store(tmp + i, wasm_v128_load(grp + i));
+    bn_i2s_place(tmp, grp, g_rows, cols, g_bytes, layout);
   }
 }
 

@@ -86,17 +86,12 @@ static float bn_sum_ref(const float *x, uint32_t n) {
   return bn_fold16(s);
 }
 
-void bn_dot_i2_i8_ref(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
-                      int32_t *dots, uint32_t ld_dots);
-void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
-                       int32_t *dots, uint32_t ld_dots);
 void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                     const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
 void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                      const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
 
 const bn_ops bn_ops_ref = {
-  .dot_i2_i8 = bn_dot_i2_i8_ref,
   .dot_f32 = bn_dot_f32_ref,
   .dot_f32_f16 = bn_dot_f32_f16_ref,
   .dot_f32_f16s = bn_dot_f32_f16s_ref,
@@ -235,7 +230,6 @@ static float bn_sum_simd(const float *x, uint32_t n) {
 }
 
 const bn_ops bn_ops_simd = {
-  .dot_i2_i8 = bn_dot_i2_i8_simd,
   .dot_f32 = bn_dot_f32_simd,
   .dot_f32_f16 = bn_dot_f32_f16_simd,
   .dot_f32_f16s = bn_dot_f32_f16s_simd,

@@ -1,22 +1,23 @@
 /**
  * Model loading as jobs that the kernel workers run in parallel before they start computing:
  * positioned reads straight into each tensor's final place (checked as they land); I2_S placement
- * in fours, TQ repacks and head quantization through each worker's own staging buffer. Splitting the
+ * (rows regrouped for the kernels' layout), TQ repacks and head quantization through each worker's
+ * own staging buffer. Splitting the
  * reads across workers also splits the page faults of first-touching the memory, which dominate a
  * cold start.
  *
  * @module
  */
-import type { KernelHelpers, Region } from "./loader.ts";
+import type { KernelHelpers, Region, TernaryLayout } from "./loader.ts";
 
 /** One unit of loading work. Offsets are absolute file offsets; dst/dstW/dstS are memory addresses. */
 export type LoadJob =
   /**
    * Bytes read into place; `check` validates the first `checkBytes` of them (I2_S codes, F16 values,
    * F32 values (finite and within {@linkcode F32_LIMIT}), Q8_0 block scales (finite); a Q8_0 chunk
-   * starts at a block). I2_S chunks (starting at a group of four rows, holding `rows` rows of `cols`) are read
-   * into staging and placed with their rows regrouped in fours, the kernels' layout
-   * (kernels/bn_impl.h, bn_i2_row); other tensors are read straight into place (rows 0).
+   * starts at a block). I2_S chunks (starting at a group of rows, holding `rows` rows of `cols`) are
+   * read into staging and placed with their rows regrouped for `layout`, the kernels' layout
+   * (kernels/bn_impl.h: bn_i2_row, bn_i2_r16_at); other tensors are read straight into place (rows 0).
    */
   | {
     readonly kind: "read";
@@ -30,8 +31,9 @@ export type LoadJob =
     readonly checkBytes: number;
     readonly rows: number;
     readonly cols: number;
+    readonly layout: TernaryLayout;
   }
-  /** A whole TQ2_0/TQ1_0 tensor read into staging, repacked to I2_S at dst, rows regrouped in fours. */
+  /** A whole TQ2_0/TQ1_0 tensor read into staging, repacked to I2_S at dst, rows regrouped for `layout`. */
   | {
     readonly kind: "repack";
     readonly tensor: string;
@@ -41,6 +43,7 @@ export type LoadJob =
     readonly rows: number;
     readonly cols: number;
     readonly dst: number;
+    readonly layout: TernaryLayout;
   }
   /**
    * F16 rows [row0, row0+rows) of a [totalRows][dim] matrix quantized to Q8_0 (dstW) or Q7 (dstW:
@@ -58,6 +61,11 @@ export type LoadJob =
     readonly dstW: number;
     readonly dstS: number;
   };
+
+/** Bytes of one group of rows in `layout`: the scratch a repack regroups through. */
+export function repackTmpBytes(cols: number, layout: TernaryLayout): number {
+  return layout === "r16" ? 4 * cols : cols;
+}
 
 /** Why a job failed: the tensor and what is wrong with it. */
 export interface LoadJobError {
@@ -128,7 +136,7 @@ export function runLoadJobs(
   for (const job of jobs) {
     const fail = (detail: string) => ({ tensor: job.tensor, detail });
     if (job.kind === "read") {
-      // I2_S lands in this worker's staging (still in cache) and is placed with its rows in fours
+      // I2_S lands in this worker's staging (still in cache) and is placed with its rows regrouped
       const staged = job.check === "i2s";
       if (staged && job.bytes > stage.bytes) {
         return fail(`needs ${job.bytes} bytes of staging, the plan has ${stage.bytes}`);
@@ -150,12 +158,11 @@ export function runLoadJobs(
         ? checkQ8_0(memory, at, job.checkBytes, first)
         : null;
       if (bad) return fail(bad);
-      if (staged) helpers.placeI2s(at, job.dst, job.rows, job.cols, job.bytes);
+      if (staged) helpers.placeI2s(at, job.dst, job.rows, job.cols, job.bytes, job.layout);
       progress(job.bytes);
     } else if (job.kind === "repack") {
-      if (Math.max(job.bytes, job.cols) > stage.bytes) {
-        return fail(`needs ${Math.max(job.bytes, job.cols)} bytes of staging, the plan has ${stage.bytes}`);
-      }
+      const need = Math.max(job.bytes, repackTmpBytes(job.cols, job.layout));
+      if (need > stage.bytes) return fail(`needs ${need} bytes of staging, the plan has ${stage.bytes}`);
       if (!readInto(file, job.offset, memory, stage.offset, job.bytes)) {
         return fail(`is cut short by the end of the file`);
       }
@@ -165,7 +172,7 @@ export function runLoadJobs(
             "codes, so it is not a ternary tensor with one scale",
         );
       }
-      helpers.interleaveI2s(job.dst, job.rows, job.cols, stage.offset); // the source is consumed
+      helpers.interleaveI2s(job.dst, job.rows, job.cols, stage.offset, job.layout); // the source is consumed
       progress(job.bytes);
     } else {
       const rowBytes = 2 * job.dim, per = Math.max(1, Math.floor(stage.bytes / rowBytes));

@@ -11,6 +11,18 @@ export type KernelVariant = "ref" | "simd128" | "relaxed";
 
 export const KERNEL_IDS: Readonly<Record<KernelVariant, number>> = { ref: 0, simd128: 1, relaxed: 2 };
 
+/**
+ * How ternary (I2_S) matrices are laid out in memory, chosen at load: `r4` (rows regrouped in fours,
+ * for the 128-bit kernels) or `r16` (rows in sixteens, for the kernels V8's revectorizer fuses
+ * into 256-bit AVX2 code). Results are bit-identical in both.
+ */
+export type TernaryLayout = "r4" | "r16";
+
+export const LAYOUT_IDS: Readonly<Record<TernaryLayout, number>> = { r4: 0, r16: 1 };
+
+/** Rows per regrouped block of each layout (the rest of a matrix keeps the file's layout). */
+export const LAYOUT_GROUP_ROWS: Readonly<Record<TernaryLayout, number>> = { r4: 4, r16: 16 };
+
 /** Status codes returned by the kernels (`bn_status` in kernels/bn.h). */
 export const BN_STATUS = { OK: 0, ABORTED: 1, BAD_ARG: 2, BAD_CONFIG: 3 } as const;
 
@@ -47,8 +59,19 @@ interface BnExports {
   bn_repack_tq2_0(src: number, dst: number, n: number, scale: number): number;
   bn_repack_tq1_0(src: number, dst: number, n: number, scale: number): number;
   bn_i2s_check(w: number, n: number): number;
-  bn_i2s_interleave(w: number, rows: number, cols: number, tmp: number): void;
-  bn_i2s_place(src: number, dst: number, rows: number, cols: number, nbytes: number): void;
+  bn_i2s_interleave(w: number, rows: number, cols: number, tmp: number, layout: number): void;
+  bn_i2s_place(src: number, dst: number, rows: number, cols: number, nbytes: number, layout: number): void;
+  bn_probe_i2(
+    kernel: number,
+    layout: number,
+    w: number,
+    rows: number,
+    cols: number,
+    q: number,
+    n: number,
+    dots: number,
+    reps: number,
+  ): number;
   bn_quantize_q8_0_f16(src: number, dst: number, n: number): void;
   bn_quantize_q7_f16(
     src: number,
@@ -95,6 +118,102 @@ export async function compileKernel(variant: KernelVariant): Promise<KernelModul
   return { variant, module, heapBase: probe.__heap_base.value as number, abi: readAbi(probe, memory) };
 }
 
+/** What the start-up probe measured (see {@linkcode probeTernaryLayout}). */
+export interface TernaryProbe {
+  /** The faster layout on this runtime and CPU. */
+  readonly layout: TernaryLayout;
+  /** G multiply-adds/s of one thread per layout: decode (1 token) and batched (8 tokens), best of the rounds. */
+  readonly gmacs: Readonly<Record<TernaryLayout, { readonly decode: number; readonly batch: number }>>;
+  /** Wall time of the probe, compilation of the kernels included. */
+  readonly ms: number;
+}
+
+const PROBE_ROWS = 256, PROBE_COLS = 2560, PROBE_BATCH = 8, PROBE_ROUNDS = 6;
+
+/**
+ * Times the ternary kernels of `km` in both layouts on this thread (a 256 x 2560 matrix that stays
+ * in L2, one and eight activation rows, interleaved rounds, best of each: a few milliseconds) and
+ * picks the faster layout. Where V8 fuses the `r16` kernels into 256-bit code they run about twice
+ * as fast as the `r4` ones; where it does not (another V8, a CPU without AVX2 or AVX-VNNI, ARM) the
+ * measurement decides instead of an assumption, so the engine is never slower than the 128-bit
+ * kernels.
+ *
+ * @example
+ * ```ts ignore
+ * const probe = await probeTernaryLayout(await compileKernel("relaxed"));
+ * probe.layout; // "r16" where V8 fuses the kernels
+ * ```
+ */
+export async function probeTernaryLayout(km: KernelModule): Promise<TernaryProbe> {
+  const t0 = performance.now();
+  const rows = PROBE_ROWS, cols = PROBE_COLS, n = PROBE_BATCH, wBytes = (rows * cols) / 4 + 32;
+  const align = (a: number) => Math.ceil(a / 128) * 128;
+  const file = align(km.heapBase), w4 = align(file + wBytes), w16 = align(w4 + wBytes);
+  const q = align(w16 + wBytes), dots = align(q + n * cols), end = dots + 4 * n * rows;
+  const pages = Math.ceil(end / 65536);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const x = await instantiate(km.module, memory);
+  const bytes = new Uint8Array(memory.buffer);
+  // fixed data (the kernels' speed does not depend on it): 4 KiB of codes in {0, 1, 2} and of
+  // activations, tiled (generating every byte in cold JavaScript would cost more than the timing)
+  let seed = 0x9e3779b9;
+  for (let i = 0; i < 4096; i++) {
+    seed = (Math.imul(seed, 1664525) + 1013904223) | 0;
+    const r = seed >>> 8;
+    bytes[file + i] = (r % 3) | ((r >>> 4) % 3) << 2 | ((r >>> 8) % 3) << 4 | ((r >>> 12) % 3) << 6;
+    bytes[q + i] = r >>> 16;
+  }
+  for (let i = 4096; i < (rows * cols) / 4; i *= 2) {
+    bytes.copyWithin(file + i, file, file + Math.min(i, (rows * cols) / 4 - i));
+  }
+  for (let i = 4096; i < n * cols; i *= 2) bytes.copyWithin(q + i, q, q + Math.min(i, n * cols - i));
+  x.bn_i2s_place(file, w4, rows, cols, wBytes, LAYOUT_IDS.r4);
+  x.bn_i2s_place(file, w16, rows, cols, wBytes, LAYOUT_IDS.r16);
+  const at = { r4: w4, r16: w16 } as const, kernel = KERNEL_IDS[km.variant];
+  const time = (layout: TernaryLayout, tokens: number, reps: number) => {
+    const start = performance.now();
+    x.bn_probe_i2(kernel, LAYOUT_IDS[layout], at[layout], rows, cols, q, tokens, dots, reps);
+    return performance.now() - start;
+  };
+  const layouts: TernaryLayout[] = ["r4", "r16"];
+  const best = { r4: [Infinity, Infinity], r16: [Infinity, Infinity] };
+  for (const l of layouts) time(l, 1, 1), time(l, n, 1); // compile and warm the caches
+  for (let round = 0; round < PROBE_ROUNDS; round++) {
+    for (const l of layouts) {
+      best[l][0] = Math.min(best[l][0], time(l, 1, 16) / 16);
+      best[l][1] = Math.min(best[l][1], time(l, n, 2) / 2);
+    }
+  }
+  const macs = rows * cols;
+  const gmacs = (l: TernaryLayout) => ({
+    decode: macs / best[l][0] / 1e6,
+    batch: (n * macs) / best[l][1] / 1e6,
+  });
+  // per activation row, decode and batched weigh alike
+  const cost = (l: TernaryLayout) => best[l][0] + best[l][1] / n;
+  return {
+    layout: cost("r16") < cost("r4") ? "r16" : "r4",
+    gmacs: { r4: gmacs("r4"), r16: gmacs("r16") },
+    ms: performance.now() - t0,
+  };
+}
+
+/**
+ * Whether this process was started with V8's revectorizer (`--v8-flags=...,--experimental-wasm-revectorize`),
+ * read from /proc/self/cmdline; null where that cannot be read (not Linux, no read permission).
+ * Reported in the start-up banner; the layout itself is chosen by {@linkcode probeTernaryLayout}.
+ */
+export function revecFlagOn(): boolean | null {
+  try {
+    const args = Deno.readTextFileSync("/proc/self/cmdline").split("\0");
+    return args.some((a) =>
+      a.startsWith("--v8-flags=") && a.slice(11).split(",").includes("--experimental-wasm-revectorize")
+    );
+  } catch {
+    return null;
+  }
+}
+
 async function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<BnExports> {
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   return instance.exports as unknown as BnExports;
@@ -134,19 +253,27 @@ export class KernelHelpers {
   }
 
   /**
-   * Regroups rows [0, rows & ~3) of the row-major I2_S codes at `w` in fours, the kernels' layout
-   * (kernels/bn_impl.h, bn_i2_row), through `tmp` (cols bytes).
+   * Regroups the whole groups of rows of the row-major I2_S codes at `w` in place for `layout`
+   * (kernels/bn_impl.h: bn_i2_row, bn_i2_r16_at), through `tmp` (one group: cols bytes for `r4`,
+   * 4 * cols for `r16`).
    */
-  interleaveI2s(w: number, rows: number, cols: number, tmp: number): void {
-    this.x.bn_i2s_interleave(w, rows, cols, tmp);
+  interleaveI2s(w: number, rows: number, cols: number, tmp: number, layout: TernaryLayout): void {
+    this.x.bn_i2s_interleave(w, rows, cols, tmp, LAYOUT_IDS[layout]);
   }
 
   /**
-   * Copies `nbytes` of row-major I2_S data (starting at a group of four rows) from `src` to `dst`
-   * with rows [0, rows & ~3) regrouped in fours and the rest as is.
+   * Copies `nbytes` of row-major I2_S data (starting at a group of rows) from `src` to `dst` with
+   * the whole groups of its `rows` rows regrouped for `layout` and the rest as is.
    */
-  placeI2s(src: number, dst: number, rows: number, cols: number, nbytes: number): void {
-    this.x.bn_i2s_place(src, dst, rows, cols, nbytes);
+  placeI2s(
+    src: number,
+    dst: number,
+    rows: number,
+    cols: number,
+    nbytes: number,
+    layout: TernaryLayout,
+  ): void {
+    this.x.bn_i2s_place(src, dst, rows, cols, nbytes, LAYOUT_IDS[layout]);
   }
 
   /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */

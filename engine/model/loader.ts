@@ -6,16 +6,30 @@
  * compute layout (F32 norms, the F16/F32/Q8_0 embedding) are read with positioned reads straight into
  * their final, aligned place: no intermediate buffer, no second copy. I2_S tensors are read in
  * 512 KiB pieces into each worker's staging buffer and placed from cache with their rows regrouped
- * in fours (the kernels' layout: one sequential run per four rows; kernels/bn_impl.h). TQ2_0/TQ1_0
- * tensors go through a staging buffer and are repacked exactly to I2_S (lossy cases are refused).
+ * for the kernels' layout (kernels/bn_impl.h): in sixteens for the kernels V8 fuses into 256-bit
+ * code, or in fours for the 128-bit ones, whichever a start-up probe measures faster
+ * (`probeTernaryLayout`; `revec: false` keeps the 128-bit ones). TQ2_0/TQ1_0 tensors go through a
+ * staging buffer and are repacked exactly to I2_S (lossy cases are refused).
  * An F16 LM head (with the embedding, when tied) can be quantized at load: `head: "q8_0"` (ggml's
  * Q8_0 blocks) or `head: "q7"` (this engine's fast layout, kernels/head.c); its accuracy cost is
  * measured in models/README.md.
  *
  * @module
  */
-import { compileKernel, detectKernel, KERNEL_IDS, type KernelVariant, WasmHost } from "../../wasm/loader.ts";
-import { type LoadJob, partitionJobs } from "../../wasm/load_jobs.ts";
+import {
+  compileKernel,
+  detectKernel,
+  KERNEL_IDS,
+  type KernelModule,
+  type KernelVariant,
+  LAYOUT_GROUP_ROWS,
+  LAYOUT_IDS,
+  probeTernaryLayout,
+  type TernaryLayout,
+  type TernaryProbe,
+  WasmHost,
+} from "../../wasm/loader.ts";
+import { type LoadJob, partitionJobs, repackTmpBytes } from "../../wasm/load_jobs.ts";
 import { CtxWriter } from "../run/ctx_writer.ts";
 import { GGML_TYPE, ggmlTypeName } from "../format/ggml_types.ts";
 import { type GgufFile, type GgufTensorInfo, openGguf } from "../format/gguf.ts";
@@ -69,6 +83,14 @@ export interface LoadOptions {
   readonly maxOut?: number;
   /** How an F16 LM head is kept (default `file`; `auto`: see {@linkcode resolveHeadMode}). */
   readonly head?: HeadOption;
+  /**
+   * Use the kernels V8's revectorizer fuses into 256-bit code where a start-up probe measures them
+   * faster (default true; see {@linkcode chooseTernaryLayout}). False keeps the 128-bit kernels and
+   * their layout, whose machine code is the same with V8's flag on or off.
+   */
+  readonly revec?: boolean;
+  /** The ternary layout, bypassing the probe (tests, benchmarks). */
+  readonly layout?: TernaryLayout;
   /** Polls before a waiting worker sleeps. */
   readonly spin?: number;
   /** Called as bytes are read: (done, total). */
@@ -135,13 +157,14 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   const maxBatch = options.maxBatch ?? 128;
   const maxOut = options.maxOut ?? Math.min(maxBatch, Math.max(nSlots, 32));
   const headMode = resolveHeadMode(options.head ?? "file", config);
+  const km = await compileKernel(kernel === "ref" ? "simd128" : kernel);
+  const { layout, probe } = await chooseTernaryLayout(km, kernel, options);
 
   // what goes where, in file order so the reads are sequential
   const items = loadItems(config, headMode);
   items.sort((a, b) => a.src.offset - b.src.offset);
   // each worker has its own staging buffer for repacks and head quantization
-  const stagingEach = Math.max(0, ...items.map(stagingBytes));
-  const km = await compileKernel(kernel === "ref" ? "simd128" : kernel);
+  const stagingEach = Math.max(0, ...items.map((it) => stagingBytes(it, layout)));
   const plan = planMemory(
     config,
     { nCtx, nSlots, maxBatch, maxOut, nThreads: threads },
@@ -155,7 +178,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   const host = await WasmHost.create(km, memory, plan.stackTops[0]);
   const pool = await ThreadPool.start(km, memory, host.abi, plan.ctx, plan.stackTops.slice(1), options.spin);
   try {
-    const jobs = loadJobs(items, plan);
+    const jobs = loadJobs(items, plan, layout);
     const total = jobs.reduce((s, j) => s + (j.kind === "quant" ? 2 * j.rows * j.dim : j.bytes), 0);
     let done = 0;
     const stages = Array.from({ length: threads }, (_, i) => ({
@@ -177,7 +200,16 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
     finishTernary(gguf.path, items, plan, memory);
     writeRope(memory, plan, config, nCtx);
     const ctx = new CtxWriter(memory, host.abi, plan.ctx);
-    writeCtx(ctx, memory, plan, config, { nCtx, nSlots, maxBatch, maxOut, threads }, headMode, kernel);
+    writeCtx(
+      ctx,
+      memory,
+      plan,
+      config,
+      { nCtx, nSlots, maxBatch, maxOut, threads },
+      headMode,
+      kernel,
+      layout,
+    );
     if (host.checkCtx(plan.ctx) !== 0) {
       throw new ModelConfigError(path, "the kernel module refused this configuration");
     }
@@ -187,6 +219,7 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
       plan,
       sizes: { nCtx, nSlots, maxBatch, maxOut, threads },
       kernel,
+      ternary: { layout, probe },
       headType: storedTypeName(storedType(config.output, headMode)),
       memory,
       pool,
@@ -197,6 +230,22 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
     await pool.close();
     throw e;
   }
+}
+
+/**
+ * The ternary layout to load in: `options.layout` when given; `r4` (the 128-bit kernels) with
+ * `revec: false` or the `ref` kernel; else what {@linkcode probeTernaryLayout} measures faster on
+ * this runtime and CPU (with the probe's figures).
+ */
+export async function chooseTernaryLayout(
+  km: KernelModule,
+  kernel: KernelVariant,
+  options: Pick<LoadOptions, "revec" | "layout">,
+): Promise<{ layout: TernaryLayout; probe: TernaryProbe | null }> {
+  if (options.layout) return { layout: options.layout, probe: null };
+  if (options.revec === false || kernel === "ref") return { layout: "r4", probe: null };
+  const probe = await probeTernaryLayout(km);
+  return { layout: probe.layout, probe };
 }
 
 function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
@@ -236,16 +285,17 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
 }
 
 /** A worker's staging bytes for one item: a TQ source, one I2_S read (i2sStep), an F16 chunk. */
-function stagingBytes(it: LoadItem): number {
+function stagingBytes(it: LoadItem, layout: TernaryLayout): number {
   const cols = it.src.dims[0];
-  if (it.kind === "repack") return Math.max(it.src.nbytes, cols);
-  if (it.kind === "direct") return it.src.type === GGML_TYPE.I2_S ? i2sStep(cols) : 0;
+  if (it.kind === "repack") return Math.max(it.src.nbytes, repackTmpBytes(cols, layout));
+  if (it.kind === "direct") return it.src.type === GGML_TYPE.I2_S ? i2sStep(cols, I2S_CHUNK, layout) : 0;
   return READ_CHUNK;
 }
 
-/** Bytes of one I2_S read: whole groups of four rows (cols bytes each), about `chunk` in all. */
-function i2sStep(cols: number, chunk = I2S_CHUNK): number {
-  return Math.max(1, Math.floor(chunk / cols)) * cols;
+/** Bytes of one I2_S read: whole groups of rows of `layout` (cols/4 bytes a row), about `chunk` in all. */
+function i2sStep(cols: number, chunk: number, layout: TernaryLayout): number {
+  const group = (LAYOUT_GROUP_ROWS[layout] * cols) / 4;
+  return Math.max(1, Math.floor(chunk / group)) * group;
 }
 
 /** A read of `bytes` at byte `at` of a tensor, holding `rows` I2_S rows to regroup (0: none). */
@@ -263,11 +313,17 @@ function plainChunks(nbytes: number, chunk: number): ReadChunk[] {
 
 /**
  * An I2_S tensor (rows x cols codes, then its scale: `nbytes` in all) in reads of about `chunk`
- * bytes that each start at a group of four rows (cols bytes), so that every read can be regrouped
- * in fours as it lands; the last read also holds the 1-3 rows past the last group and the scale.
+ * bytes that each start at a group of rows of `layout`, so that every read can be regrouped as it
+ * lands; the last read also holds the rows past the last group and the scale.
  */
-export function i2sChunks(rows: number, cols: number, nbytes: number, chunk: number): ReadChunk[] {
-  const step = i2sStep(cols, chunk);
+export function i2sChunks(
+  rows: number,
+  cols: number,
+  nbytes: number,
+  chunk: number,
+  layout: TernaryLayout = "r4",
+): ReadChunk[] {
+  const step = i2sStep(cols, chunk, layout);
   const out: ReadChunk[] = [];
   for (let at = 0; at < nbytes; at += step) {
     const bytes = Math.min(step, nbytes - at);
@@ -289,7 +345,7 @@ const CHECKS: Record<number, "i2s" | "f16" | "f32" | "q8_0"> = {
 };
 
 /** The load as jobs: big tensors in chunks so that every worker gets a share. */
-function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
+function loadJobs(items: readonly LoadItem[], plan: MemoryPlan, layout: TernaryLayout): LoadJob[] {
   const jobs: LoadJob[] = [];
   for (const it of items) {
     const dst = plan.tensors.get(it.name)!.offset;
@@ -300,7 +356,7 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
       const codeBytes = i2s ? (cols * rows) / 4 : src.nbytes;
       const check = CHECKS[src.type] ?? null;
       const chunks = i2s
-        ? i2sChunks(rows, cols, src.nbytes, I2S_CHUNK)
+        ? i2sChunks(rows, cols, src.nbytes, I2S_CHUNK, layout)
         : plainChunks(src.nbytes, q8 ? READ_CHUNK - (READ_CHUNK % 34) : READ_CHUNK); // Q8_0: whole blocks
       for (const { at, bytes, rows } of chunks) {
         const checkBytes = Math.max(0, Math.min(bytes, codeBytes - at));
@@ -315,6 +371,7 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
           at,
           rows,
           cols,
+          layout,
         });
       }
     } else if (it.kind === "repack") {
@@ -328,6 +385,7 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan): LoadJob[] {
         rows: src.dims[1],
         cols: src.dims[0],
         dst,
+        layout,
       });
     } else {
       const dim = src.dims[0], rows = src.dims[1], per = Math.max(1, Math.floor(READ_CHUNK / (2 * dim)));
@@ -413,6 +471,7 @@ function writeCtx(
   sizes: { nCtx: number; nSlots: number; maxBatch: number; maxOut: number; threads: number },
   headMode: HeadMode,
   kernel: KernelVariant,
+  layout: TernaryLayout,
 ) {
   const at = (name: string) => plan.tensors.get(name)!.offset;
   c.u32("config.dim", config.dim);
@@ -471,5 +530,6 @@ function writeCtx(
   c.u32("batch.out_idx", plan.batch.outIdx);
   c.u32("batch.logits", s.logits.offset);
   c.u32("kernel", KERNEL_IDS[kernel]);
+  c.u32("layout", LAYOUT_IDS[layout]);
   c.u32("pool.nth", sizes.threads);
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { BN_CMD, BN_STATUS } from "../../wasm/loader.ts";
-import type { KernelVariant } from "../../wasm/loader.ts";
+import type { KernelVariant, TernaryLayout, TernaryProbe } from "../../wasm/loader.ts";
 import type { CtxWriter } from "./ctx_writer.ts";
 import { SlotKv } from "./kv_slots.ts";
 import type { MemoryPlan } from "../model/memory_plan.ts";
@@ -41,6 +41,8 @@ export class ModelRuntime {
   readonly plan: MemoryPlan;
   readonly sizes: RuntimeSizes;
   readonly kernel: KernelVariant;
+  /** How the ternary matrices are laid out, and what the start-up probe measured (null: not probed). */
+  readonly ternary: { readonly layout: TernaryLayout; readonly probe: TernaryProbe | null };
   /** How the LM head is stored in memory ("F16", "Q8_0", ...). */
   readonly headType: string;
   readonly memory: WebAssembly.Memory;
@@ -56,6 +58,7 @@ export class ModelRuntime {
       plan: MemoryPlan;
       sizes: RuntimeSizes;
       kernel: KernelVariant;
+      ternary: { readonly layout: TernaryLayout; readonly probe: TernaryProbe | null };
       headType: string;
       memory: WebAssembly.Memory;
       pool: ThreadPool;
@@ -66,6 +69,7 @@ export class ModelRuntime {
     this.plan = args.plan;
     this.sizes = args.sizes;
     this.kernel = args.kernel;
+    this.ternary = args.ternary;
     this.headType = args.headType;
     this.memory = args.memory;
     const { nLayers, nKvHeads, headDim } = args.config, { nSlots, nCtx } = args.sizes;

@@ -8,7 +8,7 @@ import { packI2S } from "../../engine/format/ternary_pack.ts";
 import { runMatmul } from "../_kernel_harness.ts";
 import { planMemory } from "../../engine/model/memory_plan.ts";
 import { compileKernel } from "../../wasm/loader.ts";
-import type { KernelVariant } from "../../wasm/loader.ts";
+import type { KernelVariant, TernaryLayout } from "../../wasm/loader.ts";
 
 function rng(seed: number) {
   return () => {
@@ -56,8 +56,10 @@ function problem(seed: number, rows: number, cols: number, n: number, scale = 4)
 }
 
 const VARIANTS: KernelVariant[] = ["ref", "simd128", "relaxed"];
+const LAYOUTS: TernaryLayout[] = ["r4", "r16"];
 
-// rows in fours (the memory layout): whole groups, a tail of 1-3 rows, ranges cut inside a group
+// rows in fours or sixteens (the memory layouts): whole groups, tails of rows past the last group,
+// ranges cut inside a group (3 and 8 threads), 1-4 and 32-33 activation rows (token pairs, an odd one)
 const SHAPES = [
   [1, 128, 1],
   [3, 384, 1],
@@ -66,6 +68,9 @@ const SHAPES = [
   [64, 1280, 2],
   [130, 384, 1],
   [21, 1152, 1],
+  [48, 2560, 4],
+  [35, 768, 5],
+  [160, 6912, 1],
 ];
 
 for (const [rows, cols, n] of SHAPES) {
@@ -73,12 +78,16 @@ for (const [rows, cols, n] of SHAPES) {
     const { trits, x, beta } = problem(rows * 7 + cols + n, rows, cols, n);
     const want = reference(trits, beta, rows, cols, x);
     const w = packI2S(trits, beta);
-    for (const variant of VARIANTS) {
-      for (const threads of [1, 2, 3, 8]) {
-        const got = await runMatmul(variant, threads, w, rows, cols, x);
-        equal(got.status, 0);
-        assertEquals(got.dots, want.dots, `${variant} x ${threads} threads: integer dots`);
-        assertEquals(got.y, want.y, `${variant} x ${threads} threads: outputs`);
+    for (const layout of LAYOUTS) {
+      for (const variant of VARIANTS) {
+        for (const threads of [1, 2, 3, 8]) {
+          if (variant !== "relaxed" && (threads === 2 || threads === 8)) continue; // keep the test short
+          const got = await runMatmul(variant, threads, w, rows, cols, x, layout);
+          const what = `${layout} ${variant} x ${threads} threads`;
+          equal(got.status, 0);
+          assertEquals(got.dots, want.dots, `${what}: integer dots`);
+          assertEquals(got.y, want.y, `${what}: outputs`);
+        }
       }
     }
   });
@@ -86,22 +95,29 @@ for (const [rows, cols, n] of SHAPES) {
 
 Deno.test("dot_i2_i8 handles all-zero activations (absmax floor 1e-5) and extreme magnitudes", async () => {
   for (const scale of [0, 1e-9, 1e30]) {
-    const { trits, x, beta } = problem(99, 8, 256, 2, scale);
-    const want = reference(trits, beta, 8, 256, x);
-    const got = await runMatmul("relaxed", 2, packI2S(trits, beta), 8, 256, x);
-    assertEquals(got.dots, want.dots, `scale ${scale}`);
-    assertEquals(got.y, want.y, `scale ${scale}`);
+    const { trits, x, beta } = problem(99, 16, 256, 2, scale);
+    const want = reference(trits, beta, 16, 256, x);
+    for (const layout of LAYOUTS) {
+      const got = await runMatmul("relaxed", 2, packI2S(trits, beta), 16, 256, x, layout);
+      assertEquals(got.dots, want.dots, `${layout} scale ${scale}`);
+      assertEquals(got.y, want.y, `${layout} scale ${scale}`);
+    }
   }
 });
 
 Deno.test("dot_i2_i8 is exact at the largest codes and activations (all +1 trits, activations +-127)", async () => {
-  const rows = 4, cols = 6912;
+  const rows = 18, cols = 6912; // a group of 16 and a tail of 2
   const trits = new Int8Array(rows * cols).fill(1);
-  const x = Float32Array.from({ length: cols }, (_, j) => (j % 2 ? 1 : -1));
+  const x = Float32Array.from(
+    { length: 3 * cols },
+    (_, j) => j < cols ? 1 : j < 2 * cols ? -1 : (j % 2 ? 1 : -1),
+  );
   const want = reference(trits, 1, rows, cols, x);
-  for (const variant of VARIANTS) {
-    const got = await runMatmul(variant, 1, packI2S(trits, 1), rows, cols, x);
-    assertEquals(got.dots, want.dots, variant);
+  for (const layout of LAYOUTS) {
+    for (const variant of VARIANTS) {
+      const got = await runMatmul(variant, 1, packI2S(trits, 1), rows, cols, x, layout);
+      assertEquals(got.dots, want.dots, `${layout} ${variant}`);
+    }
   }
 });
 

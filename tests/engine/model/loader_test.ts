@@ -4,7 +4,7 @@
  */
 import { deepStrictEqual as assertEquals, equal, rejects } from "node:assert/strict";
 import { i2sChunks, loadModel, resolveHeadMode } from "../../../engine/model/loader.ts";
-import { compileKernel, WasmHost } from "../../../wasm/loader.ts";
+import { compileKernel, LAYOUT_GROUP_ROWS, WasmHost } from "../../../wasm/loader.ts";
 import { openGguf } from "../../../engine/format/gguf.ts";
 import { GGML_TYPE } from "../../../engine/format/ggml_types.ts";
 import { ModelConfigError, modelConfigFromGguf } from "../../../engine/model/model_config.ts";
@@ -132,43 +132,70 @@ Deno.test("head auto keeps a small F16 head exact and quantizes a 2B4T-sized one
   }
 });
 
-Deno.test("I2_S reads start at groups of four rows, and placing them one by one equals regrouping the whole", async () => {
-  const km = await compileKernel("simd128");
-  const memory = new WebAssembly.Memory({ initial: 64, maximum: 64, shared: true });
-  const host = await WasmHost.create(km, memory, km.heapBase + 65536);
-  const base = 1 << 20, tmp = 2 << 20, whole = 3 << 20, staging = 3.5 * (1 << 20);
-  for (const [rows, cols, chunk] of [[23, 256, 512], [8, 128, 128], [6, 384, 1000], [9, 128, 100000]]) {
-    const nbytes = (rows * cols) / 4 + 32;
-    const chunks = i2sChunks(rows, cols, nbytes, chunk);
-    equal(chunks.reduce((s, c) => s + c.bytes, 0), nbytes, "the reads tile the tensor");
-    equal(chunks.reduce((s, c) => s + c.rows, 0), rows, "every row is in exactly one read");
-    let at = 0;
-    for (const c of chunks) {
-      equal(c.at, at);
-      equal(c.at % cols, 0, "a read starts at a group of four rows");
-      at += c.bytes;
-    }
-    const bytes = new Uint8Array(memory.buffer);
-    for (let i = 0; i < nbytes; i++) bytes[staging + i] = bytes[whole + i] = (i * 2654435761) >>> 24;
-    bytes.fill(0, base, base + nbytes);
-    // as the loader does: each read placed from staging; and the whole tensor regrouped in place
-    for (const c of chunks) host.placeI2s(staging + c.at, base + c.at, c.rows, cols, c.bytes);
-    host.interleaveI2s(whole, rows, cols, tmp);
-    assertEquals(
-      bytes.slice(base, base + nbytes),
-      bytes.slice(whole, whole + nbytes),
-      `${rows}x${cols} by ${chunk}`,
-    );
-    // and the layout is the kernels' (bn_i2_row): block k of row 4g+r at group g's (4k+r)*32
-    const src = (m: number, k: number) => (m * cols) / 4 + 32 * k;
-    for (let m = 0; m < rows; m++) {
-      for (let k = 0; k < cols / 128; k++) {
-        const to = m < (rows & ~3) ? (m >> 2) * cols + (4 * k + (m & 3)) * 32 : src(m, k);
-        equal(bytes[whole + to], (src(m, k) * 2654435761) >>> 24 & 0xff, `row ${m} block ${k}`);
+for (const layout of ["r4", "r16"] as const) {
+  Deno.test(`I2_S reads start at groups of rows (${layout}), and placing them one by one equals regrouping the whole`, async () => {
+    const km = await compileKernel("simd128");
+    const memory = new WebAssembly.Memory({ initial: 64, maximum: 64, shared: true });
+    const host = await WasmHost.create(km, memory, km.heapBase + 65536);
+    const base = 1 << 20, tmp = 2 << 20, whole = 3 << 20, staging = 3.5 * (1 << 20);
+    const group = LAYOUT_GROUP_ROWS[layout];
+    for (
+      const [rows, cols, chunk] of [[23, 256, 512], [8, 128, 128], [6, 384, 1000], [9, 128, 100000], [
+        50,
+        640,
+        4000,
+      ]]
+    ) {
+      const nbytes = (rows * cols) / 4 + 32;
+      const chunks = i2sChunks(rows, cols, nbytes, chunk, layout);
+      equal(chunks.reduce((s, c) => s + c.bytes, 0), nbytes, "the reads tile the tensor");
+      equal(chunks.reduce((s, c) => s + c.rows, 0), rows, "every row is in exactly one read");
+      let at = 0;
+      for (const c of chunks) {
+        equal(c.at, at);
+        equal(c.at % ((group * cols) / 4), 0, "a read starts at a group of rows");
+        at += c.bytes;
+      }
+      const bytes = new Uint8Array(memory.buffer);
+      for (let i = 0; i < nbytes; i++) bytes[staging + i] = bytes[whole + i] = (i * 2654435761) >>> 24;
+      bytes.fill(0, base, base + nbytes);
+      // as the loader does: each read placed from staging; and the whole tensor regrouped in place
+      for (const c of chunks) host.placeI2s(staging + c.at, base + c.at, c.rows, cols, c.bytes, layout);
+      host.interleaveI2s(whole, rows, cols, tmp, layout);
+      assertEquals(
+        bytes.slice(base, base + nbytes),
+        bytes.slice(whole, whole + nbytes),
+        `${rows}x${cols} by ${chunk}`,
+      );
+      // and the layout is the kernels' (bn_i2_row, bn_i2_r16_at): every code where they read it
+      const code = (m: number, j: number) => {
+        const b = (m * cols) / 4 + 32 * (j >> 7) + (j & 31);
+        return (((b * 2654435761) >>> 24) >> (6 - 2 * ((j & 127) >> 5))) & 3;
+      };
+      for (let m = 0; m < rows; m++) {
+        for (let j = 0; j < cols; j++) {
+          let to: number, shift: number;
+          if (m >= (rows & -group)) {
+            [to, shift] = [(m * cols) / 4 + 32 * (j >> 7) + (j & 31), 6 - 2 * ((j & 127) >> 5)];
+          } else if (layout === "r4") {
+            [to, shift] = [
+              (m >> 2) * cols + (4 * (j >> 7) + (m & 3)) * 32 + (j & 31),
+              6 - 2 * ((j & 127) >> 5),
+            ];
+          } else {[to, shift] = [
+              (m >> 4) * 4 * cols + (j >> 4) * 64 + ((m >> 2) & 3) * 16 + (j & 15),
+              2 * (m & 3),
+            ];}
+          if (((bytes[whole + to] >> shift) & 3) !== code(m, j)) {
+            throw new Error(
+              `${layout} ${rows}x${cols}: row ${m} column ${j} is not where the kernels read it`,
+            );
+          }
+        }
       }
     }
-  }
-});
+  });
+}
 
 /** `src` with one F32 value of `tensor` set to `value`. */
 function withF32(src: string, tensor: string, index: number, value: number): string {

@@ -1,12 +1,13 @@
 /**
  * The WASM forward pass against the TypeScript oracle (tests/_oracle.ts), and its determinism:
- * logits are bit-identical across kernel variants, thread counts 1/2/3/8, ternary file layouts,
- * batch composition (one prefill step vs token by token, several slots in one step).
+ * logits are bit-identical across kernel variants, thread counts 1/2/3/8, ternary file layouts and
+ * memory layouts (rows in fours for the 128-bit kernels, in sixteens for the fused ones), batch
+ * composition (one prefill step vs token by token, several slots in one step).
  */
 import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import { loadModel } from "../../../engine/model/loader.ts";
 import { ForwardAbortedError, type ModelRuntime } from "../../../engine/run/runtime.ts";
-import type { KernelVariant } from "../../../wasm/loader.ts";
+import type { KernelVariant, TernaryLayout } from "../../../wasm/loader.ts";
 import { Oracle } from "../../_oracle.ts";
 import { tinyModel } from "../../_models.ts";
 
@@ -88,48 +89,60 @@ for (const head of ["q8_0", "q7"] as const) {
   });
 }
 
-Deno.test("forward() logits are bit-identical across kernels, thread counts and ternary layouts", async () => {
+const LAYOUTS: TernaryLayout[] = ["r4", "r16"];
+
+Deno.test("forward() logits are bit-identical across kernels, thread counts, file and memory layouts", async () => {
   let first: Float32Array | undefined;
   for (const type of ["i2_s", "tq2_0", "tq1_0"] as const) {
     const path = await tinyModel({ type });
-    for (const kernel of ["ref", "simd128", "relaxed"] as KernelVariant[]) {
-      for (const threads of [1, 2, 3, 8]) {
-        if (type !== "i2_s" && (kernel !== "relaxed" || threads !== 2)) continue;
-        const logits = await withModel(path, { kernel, threads }, (rt) => prefill(rt, TOKENS));
-        if (!first) first = logits;
-        else assertEquals(logits, first, `${type} ${kernel} x${threads}`);
+    for (const layout of LAYOUTS) {
+      for (const kernel of ["ref", "simd128", "relaxed"] as KernelVariant[]) {
+        for (const threads of [1, 2, 3, 8]) {
+          if (type !== "i2_s" && (kernel !== "relaxed" || threads !== 2)) continue;
+          const logits = await withModel(path, { kernel, threads, layout }, (rt) => prefill(rt, TOKENS));
+          if (!first) first = logits;
+          else assertEquals(logits, first, `${type} ${layout} ${kernel} x${threads}`);
+        }
       }
     }
   }
 });
 
-Deno.test("forward() gives the same logits for one prefill step and token-by-token decoding", async () => {
-  const path = await tinyModel();
-  await withModel(path, { kernel: "relaxed", threads: 3 }, async (rt) => {
-    const all = await prefill(rt, TOKENS);
-    const V = rt.config.nVocab;
-    for (let i = 0; i < TOKENS.length; i++) {
-      const one = await rt.forward({ tokens: [TOKENS[i]], pos: [i], slot: [0], outIdx: [0] });
-      assertEquals(one.slice(), all.slice(i * V, (i + 1) * V), `position ${i}`);
-    }
+for (const layout of LAYOUTS) {
+  Deno.test(`forward() gives the same logits for one prefill step and token-by-token decoding (${layout})`, async () => {
+    const path = await tinyModel();
+    await withModel(path, { kernel: "relaxed", threads: 3, layout }, async (rt) => {
+      const all = await prefill(rt, TOKENS);
+      const V = rt.config.nVocab;
+      for (let i = 0; i < TOKENS.length; i++) {
+        const one = await rt.forward({ tokens: [TOKENS[i]], pos: [i], slot: [0], outIdx: [0] });
+        assertEquals(one.slice(), all.slice(i * V, (i + 1) * V), `position ${i}`);
+      }
+    });
   });
-});
+}
 
-Deno.test("forward() keeps slots apart: two sequences in one step equal each run alone", async () => {
-  const path = await tinyModel();
-  const a = TOKENS.slice(0, 6), b = TOKENS.slice(6, 12);
-  await withModel(path, { kernel: "simd128", threads: 2, nSlots: 3 }, async (rt) => {
-    const V = rt.config.nVocab;
-    const alone = await prefill(rt, b, 2);
-    // a in slot 0, b in slot 2, interleaved in one batch
-    const tokens: number[] = [], pos: number[] = [], slot: number[] = [];
-    for (let i = 0; i < 6; i++) tokens.push(a[i], b[i]), pos.push(i, i), slot.push(0, 2);
-    const mixed = await rt.forward({ tokens, pos, slot, outIdx: tokens.map((_, i) => i) });
-    for (let i = 0; i < 6; i++) {
-      assertEquals(mixed.slice((2 * i + 1) * V, (2 * i + 2) * V), alone.slice(i * V, (i + 1) * V), `b[${i}]`);
-    }
+for (const [kernel, layout] of [["simd128", "r4"], ["relaxed", "r16"]] as const) {
+  Deno.test(`forward() keeps slots apart: two sequences in one step equal each run alone (${kernel}, ${layout})`, async () => {
+    const path = await tinyModel();
+    const a = TOKENS.slice(0, 6), b = TOKENS.slice(6, 12);
+    await withModel(path, { kernel, threads: 2, nSlots: 3, layout }, async (rt) => {
+      const V = rt.config.nVocab;
+      const alone = await prefill(rt, b, 2);
+      // a in slot 0, b in slot 2, interleaved in one batch
+      const tokens: number[] = [], pos: number[] = [], slot: number[] = [];
+      for (let i = 0; i < 6; i++) tokens.push(a[i], b[i]), pos.push(i, i), slot.push(0, 2);
+      const mixed = await rt.forward({ tokens, pos, slot, outIdx: tokens.map((_, i) => i) });
+      for (let i = 0; i < 6; i++) {
+        assertEquals(
+          mixed.slice((2 * i + 1) * V, (2 * i + 2) * V),
+          alone.slice(i * V, (i + 1) * V),
+          `b[${i}]`,
+        );
+      }
+    });
   });
-});
+}
 
 Deno.test("forward() rejects tokens, positions and slots outside the plan", async () => {
   const path = await tinyModel();
