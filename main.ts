@@ -48,6 +48,11 @@ const FLAGS = {
     "string",
     "MiB of host memory for prompt KV states evicted from the slots, LRU (default 256; 0: off)",
   ],
+  revec: [
+    "BN_REVEC",
+    "string",
+    "on (default): the 256-bit kernels V8 fuses where a start-up probe measures them faster; off: the 128-bit ones",
+  ],
   "api-key": ["BN_API_KEY", "string", "Bearer key clients must send; repeat or comma-separate for several"],
   "api-key-file": ["BN_API_KEY_FILE", "string", "file with one key per line"],
   "auth-ready": ["BN_AUTH_READY", "boolean", "require the key on /ready too"],
@@ -98,6 +103,8 @@ const FLAGS = {
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const list = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean));
 const flag = z.union([z.boolean(), z.stringbool()]).default(false);
+/** on/off switch (the values bin/bitnet-server also reads, scripts/dist.ts) */
+const onOff = z.stringbool({ truthy: ["on", "1", "true", "yes"], falsy: ["off", "0", "false", "no"] });
 const bytes = z.string().regex(/^\d+[kKmM]?$/, { error: "expected bytes, e.g. 1048576, 512k or 4m" })
   .transform((s) => Number.parseInt(s) * ({ k: 1024, m: 1 << 20 }[s.slice(-1).toLowerCase()] ?? 1))
   .pipe(z.number().int().min(1024).max(1 << 30));
@@ -115,6 +122,7 @@ export const ServerConfig = z.object({
   head: z.enum(["auto", "file", "q8_0", "q7"]).default("auto"),
   batch: int(1, 4096).default(128),
   cacheMem: int(0, 1 << 20).default(256),
+  revec: onOff.default(true),
   apiKeys: z.array(list).transform((l) => l.flat()).default([]),
   apiKeyFile: z.string().min(1).optional(),
   authReady: flag,
@@ -363,6 +371,7 @@ export async function main(
       maxQueue: config.maxQueue,
       kernel: config.kernel,
       head: config.head,
+      revec: config.revec,
       maxBatch: config.batch,
       cacheMemBytes: config.cacheMem * 2 ** 20,
       onProgress: terminalProgress("loading model"),

@@ -158,7 +158,7 @@ static int32_t bn_matvec_row(const uint8_t *w, uint32_t stride, uint32_t blocks,
 }
 
 /* rows [m0, m1) against one activation row: whole groups of four together, the rest one by one */
-static void bn_matvec_range(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const int8_t *q,
+__attribute__((noinline)) static void bn_matvec_range(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const int8_t *q,
                             v128_t m3, int32_t *dots) {
   const uint32_t blocks = cols / 128, rows4 = rows & ~3u;
   for (uint32_t m = m0; m < m1;) {
@@ -226,23 +226,12 @@ static void bn_matmul_row_8tokens(const uint8_t *w, uint32_t stride, uint32_t bl
   for (int t = 0; t < 8; t++) out[(size_t)t * ld_out] = bn_hsum_i32(acc[t]);
 }
 
-void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
-                       int32_t *dots, uint32_t ld_dots) {
+/* several activation rows in tiles of 8 tokens (a function of its own: V8 compiles each function
+ * when first called, so a decode-only start-up probe does not pay for this one) */
+__attribute__((noinline)) static void bn_matmul_tokens(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0,
+                                                       uint32_t m1, const bn_qrows *x, v128_t m3, int32_t *dots,
+                                                       uint32_t ld_dots) {
   const uint32_t blocks = cols / 128;
-  /* the batched loads need 32-aligned weight blocks and 128-aligned activation blocks; the memory
-   * plan gives both (tensors at 64, xq at 128, strides multiples of 32 and 128): anything else
-   * takes the exact scalar path rather than reading the wrong bytes */
-  if ((((uintptr_t)w & 31) | ((uintptr_t)x->q & 127) | (x->n > 1 ? (x->ld & 127) : 0)) != 0) {
-    bn_dot_i2_i8_ref(w, rows, cols, m0, m1, x, dots, ld_dots);
-    return;
-  }
-  /* a mask built from a run-time value: V8 keeps it in a register, while a v128 constant is
-   * rebuilt at every use inside the loop (12% slower measured) */
-  const v128_t m3 = wasm_i8x16_splat((int8_t)x->mask3);
-  if (x->n == 1) {
-    bn_matvec_range(w, rows, cols, m0, m1, x->q, m3, dots);
-    return;
-  }
   /* token tiles outer: a tile's activations stay in L1 across the caller's few rows */
   for (uint32_t t0 = 0; t0 < x->n; t0 += BN_TOK) {
     const uint32_t nt = BN_MIN(BN_TOK, x->n - t0);
@@ -262,6 +251,25 @@ void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t 
       else bn_matmul_row_4tokens(wr, stride, blocks, q, x->ld, out, ld_dots);
     }
   }
+}
+
+void bn_dot_i2_i8_simd(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,
+                       int32_t *dots, uint32_t ld_dots) {
+  /* the batched loads need 32-aligned weight blocks and 128-aligned activation blocks; the memory
+   * plan gives both (tensors at 64, xq at 128, strides multiples of 32 and 128): anything else
+   * takes the exact scalar path rather than reading the wrong bytes */
+  if ((((uintptr_t)w & 31) | ((uintptr_t)x->q & 127) | (x->n > 1 ? (x->ld & 127) : 0)) != 0) {
+    bn_dot_i2_i8_ref(w, rows, cols, m0, m1, x, dots, ld_dots);
+    return;
+  }
+  /* a mask built from a run-time value: V8 keeps it in a register, while a v128 constant is
+   * rebuilt at every use inside the loop (12% slower measured) */
+  const v128_t m3 = wasm_i8x16_splat((int8_t)x->mask3);
+  if (x->n == 1) {
+    bn_matvec_range(w, rows, cols, m0, m1, x->q, m3, dots);
+    return;
+  }
+  bn_matmul_tokens(w, rows, cols, m0, m1, x, m3, dots, ld_dots);
 }
 
 void bn_dot_i2_i8_r16_ref(const uint8_t *w, uint32_t rows, uint32_t cols, uint32_t m0, uint32_t m1, const bn_qrows *x,

@@ -1,8 +1,9 @@
 /**
  * `deno task bench`: load time, TTFT, prefill and decode speed, aggregate decode at 1/4/8 streams,
  * peak RSS, bytes streamed per token and implied GB/s, for each thread count x kernel x head mode.
- * Every configuration runs in a child process (`bench/child.ts`, wasm fully optimized with
- * `--no-liftoff`) so its peak RSS is its own. Writes JSON and prints a markdown table.
+ * Every configuration runs in a child process (`bench/child.ts`, with the V8 flags of the serve task:
+ * wasm fully optimized with `--no-liftoff`, 256-bit fusing with `--experimental-wasm-revectorize`) so
+ * its peak RSS is its own. Writes JSON and prints a markdown table.
  *
  * ```sh
  * deno task bench                               # 2B4T-shaped synthetic model, threads 1 and 2
@@ -25,7 +26,7 @@ import { modelConfigFromGguf } from "../engine/model/model_config.ts";
 import { detectKernel, type KernelVariant } from "../wasm/loader.ts";
 import { synthModel } from "./synth_model.ts";
 import { readProc } from "./bench/_proc.ts";
-import { measureColdStart } from "./bench/cold_start.ts";
+import { measureColdStart, serveFlags } from "./bench/cold_start.ts";
 import { compare, markdown } from "./bench/report.ts";
 import {
   type BenchResult,
@@ -204,6 +205,11 @@ function warmPageCache(path: string): void {
   while ((file.readSync(buf) ?? 0) > 0) { /* read through */ }
 }
 
+/** The serve task's V8 flags (wasm fully optimized, V8's revectorizer on), so the bench cannot drift from it. */
+function childV8Flags(): string {
+  return serveFlags().find((f) => f.startsWith("--v8-flags=")) ?? "--v8-flags=--no-liftoff";
+}
+
 /** Runs one child configuration and returns its JSON line. */
 async function runChild<T>(cfg: ChildConfig): Promise<T> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -213,7 +219,7 @@ async function runChild<T>(cfg: ChildConfig): Promise<T> {
       "--allow-env",
       "--allow-run=cat",
       "--no-prompt",
-      "--v8-flags=--no-liftoff",
+      childV8Flags(),
       CHILD,
       JSON.stringify(cfg),
     ],

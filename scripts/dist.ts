@@ -107,18 +107,60 @@ const NPM_REGISTRY = "https://registry.npmjs.org/";
 
 const quote = (s: string) => /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'"'"'`)}'`;
 
+/** The V8 flag that turns on V8's revectorizer (256-bit fused kernels). */
+export const REVEC_V8_FLAG = "--experimental-wasm-revectorize";
+
+/**
+ * `flag` (a `--v8-flags=a,b` flag) without V8's revectorizer, or null when that leaves no V8 flag.
+ *
+ * @example
+ * ```ts
+ * import { withoutRevec } from "./dist.ts";
+ * withoutRevec("--v8-flags=--no-liftoff,--experimental-wasm-revectorize"); // "--v8-flags=--no-liftoff"
+ * ```
+ */
+export function withoutRevec(flag: string): string | null {
+  const rest = flag.slice("--v8-flags=".length).split(",").filter((f) => f && f !== REVEC_V8_FLAG);
+  return rest.length ? `--v8-flags=${rest.join(",")}` : null;
+}
+
 /**
  * The text of `bin/bitnet-server`: POSIX sh, paths relative to itself, "$@" passed through. `pull`
- * as the first argument runs the model download with `pullFlags` instead of the server.
+ * as the first argument runs the model download with `pullFlags` instead of the server. With
+ * `--revec off` (or `BN_REVEC=0`; flags win over the variable, as in main.ts) the server starts
+ * without V8's revectorizer flag as well: V8 flags are fixed at process start, and the server
+ * itself then runs the 128-bit kernels.
  */
 export function launcherScript(
   flags: readonly string[],
   version: string,
   pull: readonly string[] = [],
 ): string {
+  const v8 = flags.find((f) => f.startsWith("--v8-flags="));
+  const v8Off = v8 ? withoutRevec(v8) : null;
+  // (a V8 flag list holding nothing but the revectorizer keeps it: main.ts still runs the 128-bit kernels)
+  const switchable = v8 !== undefined && v8Off !== null && v8Off !== v8;
   const release = releaseFlags("$root").map((f) => f.replace("$root", '"$root"'));
-  const args = [...release, ...flags.map(quote)];
+  const args = [...release, ...flags.map((f) => switchable && f === v8 ? '"$v8"' : quote(f))];
   const pullArgs = [...release, ...pull.map(quote)];
+  const revecSwitch = switchable
+    ? `# --revec off / BN_REVEC=0: no revectorizer flag for V8 either (the values main.ts takes)
+v8=${quote(v8)}
+revec() {
+  case $1 in
+    0 | off | OFF | Off | false | FALSE | False | no | NO | No) v8=${quote(v8Off)} ;;
+    1 | on | ON | On | true | TRUE | True | yes | YES | Yes) v8=${quote(v8)} ;;
+  esac
+}
+revec "\${BN_REVEC:-}"
+prev=
+for a in "$@"; do
+  case $prev in --revec) revec "$a" ;; esac
+  case $a in --revec=*) revec "\${a#--revec=}" ;; esac
+  prev=$a
+done
+`
+    : "";
   return `#!/bin/sh
 # bitnet-server ${version}: starts the ternary edge server from this release directory.
 #   bin/bitnet-server [--model FILE] [--host ADDR] [--port N] ...   (--help lists every flag)
@@ -147,7 +189,7 @@ if [ "\${1-}" = pull ]; then
   shift
   exec "$root/bin/deno" run ${pullArgs.join(" ")} "$root/app/scripts/pull.ts" "$@"
 fi
-exec "$root/bin/deno" run ${args.join(" ")} "$root/app/main.ts" "$@"
+${revecSwitch}exec "$root/bin/deno" run ${args.join(" ")} "$root/app/main.ts" "$@"
 `;
 }
 

@@ -17,7 +17,7 @@ import { terminalProgress } from "../engine/model/progress_bar.ts";
 
 const USAGE = `usage: deno task generate [--model FILE] --prompt TEXT [--chat] [-n N] [--temperature T]
        [--top-k K] [--top-p P] [--seed S] [--threads N] [--kernel ref|simd128|relaxed] [--head auto|file|q8_0|q7]
-       [--ctx N]`;
+       [--ctx N] [--revec on|off]`;
 
 function fail(message: string): never {
   console.error(`generate: ${message}\n${USAGE}`);
@@ -51,6 +51,7 @@ if (import.meta.main) {
         kernel: { type: "string" },
         head: { type: "string" },
         ctx: { type: "string" },
+        revec: { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -67,6 +68,8 @@ if (import.meta.main) {
   if (kernel && !["ref", "simd128", "relaxed"].includes(kernel)) fail(`unknown --kernel ${kernel}`);
   const head = (args.head ?? "auto") as HeadOption;
   if (!["auto", "file", "q8_0", "q7"].includes(head)) fail(`unknown --head ${head}`);
+  const revec = args.revec ?? "on";
+  if (!["on", "off"].includes(revec)) fail(`--revec must be on or off, got ${revec}`);
   const maxTokens = num(args.n, "n", 128, true);
   const threads = args.threads ? num(args.threads, "threads", 1, true) : undefined;
 
@@ -75,6 +78,7 @@ if (import.meta.main) {
     kernel,
     threads,
     head,
+    revec: revec === "on",
     nCtx: args.ctx ? num(args.ctx, "ctx", 0, true) : undefined,
     maxBatch: 256,
     onProgress: terminalProgress("loading"),

@@ -198,22 +198,6 @@ export async function probeTernaryLayout(km: KernelModule): Promise<TernaryProbe
   };
 }
 
-/**
- * Whether this process was started with V8's revectorizer (`--v8-flags=...,--experimental-wasm-revectorize`),
- * read from /proc/self/cmdline; null where that cannot be read (not Linux, no read permission).
- * Reported in the start-up banner; the layout itself is chosen by {@linkcode probeTernaryLayout}.
- */
-export function revecFlagOn(): boolean | null {
-  try {
-    const args = Deno.readTextFileSync("/proc/self/cmdline").split("\0");
-    return args.some((a) =>
-      a.startsWith("--v8-flags=") && a.slice(11).split(",").includes("--experimental-wasm-revectorize")
-    );
-  } catch {
-    return null;
-  }
-}
-
 async function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<BnExports> {
   const instance = await WebAssembly.instantiate(module, { env: { memory } });
   return instance.exports as unknown as BnExports;

@@ -1,6 +1,6 @@
 /**
  * One benchmark configuration, run in its own process so its peak RSS is its own. Started by
- * `scripts/bench.ts` as `deno run --v8-flags=--no-liftoff child.ts '<ChildConfig JSON>'`; progress
+ * `scripts/bench.ts` as `deno run --v8-flags=<the serve task's> child.ts '<ChildConfig JSON>'`; progress
  * goes to stderr and the result is the last line of stdout (one JSON object).
  *
  * - `single` (one slot, 4096 positions: the RSS target): load, pp (one `runtime.forward` step),
