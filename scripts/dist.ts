@@ -1,7 +1,8 @@
 /**
  * `deno task dist`: a self-contained release directory and tarball that starts on a machine with no
- * Deno and no network. It holds the deno runtime binary (npm's plain `@deno/linux-x64-glibc` build,
- * the one running this script unless `--deno` names another), the server's module graph, the
+ * Deno and no network. It holds the deno runtime binary (npm's plain `@deno/linux-x64-glibc` build
+ * of Deno {@linkcode DENO_VERSION}, the one running this script unless `--deno` names another; any
+ * other version is refused), the server's module graph, the
  * committed `.wasm` builds, the chat playground's files (`playground/`), the embedded default model,
  * a `DENO_DIR` with the npm packages the server imports (started `--cached-only --frozen`), the
  * operator files of `deploy/`, and a POSIX launcher `bin/bitnet-server` that runs the server with the
@@ -106,6 +107,13 @@ export function releaseFlags(root: string): string[] {
 const NPM_REGISTRY = "https://registry.npmjs.org/";
 
 const quote = (s: string) => /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", `'"'"'`)}'`;
+
+/**
+ * The Deno version a release carries (npm `deno@2.9.6`, `@deno/linux-x64-glibc@2.9.6`): the one the
+ * kernels' 256-bit fusing is verified with (tests/kernels/revec_test.ts). Also pinned in .ci/run and
+ * the README; upgrading is a deliberate change of all three.
+ */
+export const DENO_VERSION = "2.9.6";
 
 /** The V8 flag that turns on V8's revectorizer (256-bit fused kernels). */
 export const REVEC_V8_FLAG = "--experimental-wasm-revectorize";
@@ -333,6 +341,12 @@ export async function buildDist(options: DistOptions = {}): Promise<DistResult> 
   await Deno.copyFile(deno, `${dir}/bin/deno`);
   await Deno.chmod(`${dir}/bin/deno`, 0o755);
   const denoVersion = (await run(deno, ["--version"])).split("\n")[0];
+  if (!denoVersion.startsWith(`deno ${DENO_VERSION} `)) {
+    throw new Error(
+      `The release carries Deno ${DENO_VERSION} (npm @deno/linux-x64-glibc@${DENO_VERSION}), the version its kernels ` +
+        `are verified with; ${deno} is "${denoVersion}". Pass --deno with that build, or change DENO_VERSION deliberately.`,
+    );
+  }
   log(`runtime: ${deno} (${denoVersion})`);
   await cacheNpm(deno, app, `${dir}/cache`, graph.npm);
 

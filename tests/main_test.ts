@@ -64,6 +64,16 @@ Deno.test("parseConfig(): the playground is on unless --no-playground or BN_PLAY
   assert(usage().includes("--no-playground"));
 });
 
+Deno.test("parseConfig() reads --revec on|off and BN_REVEC (on by default, the flag over the variable)", () => {
+  assertEquals(parseConfig([]).revec, true);
+  assertEquals(parseConfig(["--revec", "off"]).revec, false);
+  assertEquals(parseConfig(["--revec=0"]).revec, false);
+  assertEquals(parseConfig([], { BN_REVEC: "0" }).revec, false);
+  assertEquals(parseConfig([], { BN_REVEC: "False" }).revec, false);
+  assertEquals(parseConfig(["--revec", "on"], { BN_REVEC: "off" }).revec, true);
+  throws(() => parseConfig(["--revec", "auto"]), (e: Error) => /--revec \(BN_REVEC\)/.test(e.message));
+});
+
 Deno.test("parseConfig() names the flag and its variable on bad values", () => {
   const bad: [string[], Record<string, string>, RegExp][] = [
     [["--port", "http"], {}, /--port \(BN_PORT\)/],
@@ -124,6 +134,20 @@ Deno.test("the server exits non-zero naming a model file it cannot read", async 
   assert(!err.includes("    at "), `no stack trace: ${err}`);
 });
 
+Deno.test("deno task serve --revec off runs the 128-bit kernels without a probe", async () => {
+  const child = serve(["--model", await tinyModel(), "--port", "0", "--threads", "1", "--revec", "off"]);
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    const banner = await waitFor(stderr, /serving on/);
+    assert(banner.includes("ternary rows in 4s (the 128-bit kernels; no probe)"), banner);
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+    await child.stdout.cancel();
+    await stderr.cancel();
+  }
+});
+
 Deno.test("deno task serve starts with least privilege, streams a chat, and drains to exit 0 on SIGTERM", async () => {
   const model = await tinyModel();
   const child = serve(["--model", model, "--port", "0", "--threads", "2", "--slots", "2"]);
@@ -135,6 +159,8 @@ Deno.test("deno task serve starts with least privilege, streams a chat, and drai
     for (const s of ["model: synthetic-tiny", "kernel ", "x 2 threads", "memory ", "2 slot(s)"]) {
       assert(banner.includes(s), banner);
     }
+    // which ternary path runs, chosen by the start-up probe (its figures in the banner)
+    assert(/ternary rows in (16s|4s) \(.*; probe \d+ vs \d+ G MAC\/s a thread\)/.test(banner), banner);
     const res = await fetch(`${url}/v1/chat/completions`, {
       method: "POST",
       body: JSON.stringify({ messages: [{ role: "user", content: "Hi" }], max_tokens: 5, stream: true }),

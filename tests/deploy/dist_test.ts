@@ -11,10 +11,12 @@ import OpenAI from "openai";
 import {
   buildDist,
   defaultVersion,
+  launcherScript,
   pullFlags,
   releaseFlags,
   releaseName,
   serveFlags,
+  withoutRevec,
 } from "../../scripts/dist.ts";
 import { FakeHub, sha256 } from "../engine/model/_fake_hub.ts";
 import { freePort, sleep } from "../../scripts/deploy/cluster.ts";
@@ -102,7 +104,11 @@ Deno.test("the launcher and the container entrypoint run with exactly the serve 
   for (const f of flags) assert(!/^--allow-(write|run|ffi|sys|all)|^-A$/.test(f), `serve task grants ${f}`);
   const launcher = Deno.readTextFileSync(`${r.root}/bin/bitnet-server`);
   const exec = launcher.split("\n").find((l) => l.startsWith("exec "))!;
-  const words = [...exec.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]);
+  // "$v8": the serve task's V8 flags unless --revec off / BN_REVEC=0 (see the next test)
+  const v8 = launcher.split("\n").find((l) => l.startsWith("v8="))!.slice(3);
+  const words = [...exec.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]).map((w) =>
+    w === '"$v8"' ? v8 : w
+  );
   assertEquals(words.slice(3, 6), releaseFlags('"$root"'));
   assertEquals(words.slice(6, 6 + flags.length), flags);
   assert(exec.endsWith(`"$root/app/main.ts" "$@"`), exec);
@@ -120,6 +126,40 @@ Deno.test("the launcher and the container entrypoint run with exactly the serve 
     ...flags,
     "/opt/bitnet-server/app/main.ts",
   ]);
+});
+
+Deno.test("the launcher drops V8's revectorizer flag for --revec off or BN_REVEC=0, flags over the variable", async () => {
+  const dir = `${work}/launcher`;
+  Deno.mkdirSync(`${dir}/bin`, { recursive: true });
+  const flags = serveFlags();
+  const on = flags.find((f) => f.startsWith("--v8-flags="))!;
+  assert(on.includes("--experimental-wasm-revectorize"), on);
+  const off = withoutRevec(on)!;
+  assertEquals(off, "--v8-flags=--no-liftoff");
+  Deno.writeTextFileSync(`${dir}/bin/bitnet-server`, launcherScript(flags, "test"), { mode: 0o755 });
+  Deno.writeTextFileSync(`${dir}/bin/deno`, '#!/bin/sh\nfor a in "$@"; do echo "$a"; done\n', {
+    mode: 0o755,
+  });
+  const cases: [string[], Record<string, string>, string][] = [
+    [[], {}, on],
+    [["--revec", "off"], {}, off],
+    [["--revec=0"], {}, off],
+    [[], { BN_REVEC: "false" }, off],
+    [[], { BN_REVEC: "OFF" }, off],
+    [["--revec", "on"], { BN_REVEC: "0" }, on],
+    [["--model", "m.gguf"], { BN_REVEC: "yes" }, on],
+  ];
+  for (const [args, env, want] of cases) {
+    const out = await sh(`${dir}/bin/bitnet-server`, args, { env, clearEnv: true });
+    assert(out.ok, out.stderr);
+    const passed = out.stdout.split("\n");
+    assertEquals(
+      passed.filter((a) => a.startsWith("--v8-flags=")),
+      [want],
+      `${args.join(" ")} ${JSON.stringify(env)}`,
+    );
+    assertEquals(passed.slice(-1 - args.length, -1), args, "the arguments pass through");
+  }
 });
 
 /** Starts a release's launcher with nothing of this machine's Deno setup; resolves with its port. */

@@ -2,8 +2,8 @@
  * loadModel(): the file layouts it accepts (bitnet-25's output.weight, bitnet's `.scale` tensors)
  * and the files it refuses, each with the tensor named; I2_S reads that regroup rows in fours.
  */
-import { deepStrictEqual as assertEquals, equal, rejects } from "node:assert/strict";
-import { i2sChunks, loadModel, resolveHeadMode } from "../../../engine/model/loader.ts";
+import { deepStrictEqual as assertEquals, equal, ok as assert, rejects } from "node:assert/strict";
+import { chooseTernaryLayout, i2sChunks, loadModel, resolveHeadMode } from "../../../engine/model/loader.ts";
 import { compileKernel, LAYOUT_GROUP_ROWS, WasmHost } from "../../../wasm/loader.ts";
 import { openGguf } from "../../../engine/format/gguf.ts";
 import { GGML_TYPE } from "../../../engine/format/ggml_types.ts";
@@ -174,18 +174,15 @@ for (const layout of ["r4", "r16"] as const) {
       };
       for (let m = 0; m < rows; m++) {
         for (let j = 0; j < cols; j++) {
-          let to: number, shift: number;
-          if (m >= (rows & -group)) {
-            [to, shift] = [(m * cols) / 4 + 32 * (j >> 7) + (j & 31), 6 - 2 * ((j & 127) >> 5)];
-          } else if (layout === "r4") {
-            [to, shift] = [
-              (m >> 2) * cols + (4 * (j >> 7) + (m & 3)) * 32 + (j & 31),
-              6 - 2 * ((j & 127) >> 5),
-            ];
-          } else {[to, shift] = [
-              (m >> 4) * 4 * cols + (j >> 4) * 64 + ((m >> 2) & 3) * 16 + (j & 15),
-              2 * (m & 3),
-            ];}
+          // tail rows past the last group keep the file layout
+          let to = (m * cols) / 4 + 32 * (j >> 7) + (j & 31), shift = 6 - 2 * ((j & 127) >> 5);
+          if (m < (rows & -group) && layout === "r4") {
+            to = (m >> 2) * cols + (4 * (j >> 7) + (m & 3)) * 32 + (j & 31);
+          }
+          if (m < (rows & -group) && layout === "r16") {
+            to = (m >> 4) * 4 * cols + (j >> 4) * 64 + ((m >> 2) & 3) * 16 + (j & 15);
+            shift = 2 * (m & 3);
+          }
           if (((bytes[whole + to] >> shift) & 3) !== code(m, j)) {
             throw new Error(
               `${layout} ${rows}x${cols}: row ${m} column ${j} is not where the kernels read it`,
@@ -250,4 +247,25 @@ Deno.test("loadModel() refuses an absurd or non-finite ternary scale and a non-f
     /tensor "token_embd\.weight" holds a non-finite scale in Q8_0 block 1000/,
   );
   Deno.removeSync(q8);
+});
+
+Deno.test("chooseTernaryLayout() takes an explicit layout, keeps r4 without revec or with ref, else probes", async () => {
+  const km = await compileKernel("relaxed");
+  assertEquals(await chooseTernaryLayout(km, "relaxed", { layout: "r16", revec: false }), {
+    layout: "r16",
+    probe: null,
+  });
+  assertEquals(await chooseTernaryLayout(km, "relaxed", { revec: false }), { layout: "r4", probe: null });
+  assertEquals(await chooseTernaryLayout(km, "ref", {}), { layout: "r4", probe: null });
+  const { layout, probe } = await chooseTernaryLayout(km, "relaxed", {});
+  assert(probe !== null);
+  for (const l of ["r4", "r16"] as const) {
+    for (const v of [probe.gmacs[l].decode, probe.gmacs[l].batch]) {
+      assert(Number.isFinite(v) && v > 0, `${l}: ${v}`);
+    }
+  }
+  // the layout whose decode and batched passes take less time per activation row
+  const cost = (l: "r4" | "r16") => 1 / probe.gmacs[l].decode + 1 / probe.gmacs[l].batch;
+  assertEquals(layout, cost("r16") < cost("r4") ? "r16" : "r4");
+  assertEquals(probe.layout, layout);
 });
