@@ -158,13 +158,16 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   const maxOut = options.maxOut ?? Math.min(maxBatch, Math.max(nSlots, 32));
   const headMode = resolveHeadMode(options.head ?? "file", config);
   const km = await compileKernel(kernel === "ref" ? "simd128" : kernel);
-  const { layout, probe } = await chooseTernaryLayout(km, kernel, options);
 
   // what goes where, in file order so the reads are sequential
   const items = loadItems(config, headMode);
   items.sort((a, b) => a.src.offset - b.src.offset);
   // each worker has its own staging buffer for repacks and head quantization
-  const stagingEach = Math.max(0, ...items.map((it) => stagingBytes(it, layout)));
+  // (enough for either layout: the probe that picks one runs while the workers start)
+  const stagingEach = Math.max(
+    0,
+    ...items.map((it) => Math.max(stagingBytes(it, "r4"), stagingBytes(it, "r16"))),
+  );
   const plan = planMemory(
     config,
     { nCtx, nSlots, maxBatch, maxOut, nThreads: threads },
@@ -176,7 +179,14 @@ export async function loadModel(path: string, options: LoadOptions = {}): Promis
   );
   const memory = new WebAssembly.Memory({ initial: plan.pages, maximum: plan.pages, shared: true });
   const host = await WasmHost.create(km, memory, plan.stackTops[0]);
-  const pool = await ThreadPool.start(km, memory, host.abi, plan.ctx, plan.stackTops.slice(1), options.spin);
+  const starting = ThreadPool.start(km, memory, host.abi, plan.ctx, plan.stackTops.slice(1), options.spin);
+  // the start-up probe on this thread while the workers start on theirs (they only instantiate)
+  const chosen = await chooseTernaryLayout(km, kernel, options).catch(async (e) => {
+    await starting.then((p) => p.close(), () => {});
+    throw e;
+  });
+  const { layout, probe } = chosen;
+  const pool = await starting;
   try {
     const jobs = loadJobs(items, plan, layout);
     const total = jobs.reduce((s, j) => s + (j.kind === "quant" ? 2 * j.rows * j.dim : j.bytes), 0);
