@@ -260,7 +260,8 @@ Deno.test("chooseTernaryLayout() takes an explicit layout, keeps r4 without reve
   const { layout, probe } = await chooseTernaryLayout(km, "relaxed", {});
   assert(probe !== null);
   for (const l of ["r4", "r16"] as const) {
-    for (const v of [probe.gmacs[l].decode, probe.gmacs[l].batch]) {
+    const rates: number[] = [probe.gmacs[l].decode, probe.gmacs[l].batch];
+    for (const v of rates) {
       assert(Number.isFinite(v) && v > 0, `${l}: ${v}`);
     }
   }
