@@ -293,6 +293,13 @@ function gitCommit(): Promise<string> {
 export async function buildDist(options: DistOptions = {}): Promise<DistResult> {
   const log = options.log ?? ((line: string) => console.error(line));
   const deno = options.deno ?? Deno.execPath();
+  const denoVersion = (await run(deno, ["--version"])).split("\n")[0];
+  if (!denoVersion.startsWith(`deno ${DENO_VERSION} `)) {
+    throw new Error(
+      `The release carries Deno ${DENO_VERSION} (npm @deno/linux-x64-glibc@${DENO_VERSION}), the version its kernels ` +
+        `are verified with; ${deno} is "${denoVersion}". Pass --deno with that build, or change DENO_VERSION deliberately.`,
+    );
+  }
   const version = options.version ?? defaultVersion();
   const name = releaseName(version);
   const out = options.out ?? rootPath("dist");
@@ -340,13 +347,6 @@ export async function buildDist(options: DistOptions = {}): Promise<DistResult> 
 
   await Deno.copyFile(deno, `${dir}/bin/deno`);
   await Deno.chmod(`${dir}/bin/deno`, 0o755);
-  const denoVersion = (await run(deno, ["--version"])).split("\n")[0];
-  if (!denoVersion.startsWith(`deno ${DENO_VERSION} `)) {
-    throw new Error(
-      `The release carries Deno ${DENO_VERSION} (npm @deno/linux-x64-glibc@${DENO_VERSION}), the version its kernels ` +
-        `are verified with; ${deno} is "${denoVersion}". Pass --deno with that build, or change DENO_VERSION deliberately.`,
-    );
-  }
   log(`runtime: ${deno} (${denoVersion})`);
   await cacheNpm(deno, app, `${dir}/cache`, graph.npm);
 

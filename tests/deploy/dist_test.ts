@@ -6,11 +6,12 @@
  * on a read-only root file system with the model mounted; skipped, with the reason, where podman
  * cannot run containers.
  */
-import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert, rejects } from "node:assert/strict";
 import OpenAI from "openai";
 import {
   buildDist,
   defaultVersion,
+  DENO_VERSION,
   launcherScript,
   pullFlags,
   releaseFlags,
@@ -126,6 +127,21 @@ Deno.test("the launcher and the container entrypoint run with exactly the serve 
     ...flags,
     "/opt/bitnet-server/app/main.ts",
   ]);
+});
+
+Deno.test("deno task dist refuses a deno other than the pinned one, before building anything", async () => {
+  const dir = `${work}/other-deno`;
+  Deno.mkdirSync(dir, { recursive: true });
+  const fake = `${dir}/deno`;
+  Deno.writeTextFileSync(fake, '#!/bin/sh\necho "deno 2.9.5 (stable, release, x86_64-unknown-linux-gnu)"\n', {
+    mode: 0o755,
+  });
+  await rejects(
+    buildDist({ out: `${dir}/out`, deno: fake, model: null, log: () => {} }),
+    (e: Error) => e.message.includes(`Deno ${DENO_VERSION}`) && e.message.includes("deno 2.9.5"),
+  );
+  assert(!(await sh("test", ["-e", `${dir}/out`])).ok, "nothing was written");
+  assertEquals(DENO_VERSION, "2.9.6");
 });
 
 Deno.test("the launcher drops V8's revectorizer flag for --revec off or BN_REVEC=0, flags over the variable", async () => {
