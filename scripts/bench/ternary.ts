@@ -7,8 +7,10 @@
  * - `DRAM`: 8 of 2B4T's layers (q, k, v, o, gate, up, down: 139 MB a layout) streamed once a pass;
  * - token counts 1 (decode), 2, 4, 8 (streams), 32 (a prefill tile) on the DRAM set.
  *
- * Prints G multiply-adds/s per thread, best and median of the rounds, and the r16/r4 ratio of the
- * medians. Run it with and without V8's revectorizer to see what fusing adds:
+ * Prints G multiply-adds/s per thread (wall time), best and median of the rounds; the median per
+ * CPU-second of the process (what a core does while it runs: on a shared machine, free of the time
+ * other jobs take); and the r16/r4 ratio of the wall medians. Run it with and without V8's
+ * revectorizer to see what fusing adds:
  *
  * ```sh
  * deno task bench:ternary                       # the serve task's V8 flags (revectorizer on)
@@ -18,6 +20,7 @@
  *
  * @module
  */
+import process from "node:process";
 import { parseArgs } from "node:util";
 import {
   compileKernel,
@@ -119,7 +122,7 @@ async function startWorkers(
   return workers;
 }
 
-/** Runs `job` (mats split by rows across the workers) and returns the wall time in ms. */
+/** Runs `job` (mats split by rows across the workers); returns the wall time and the process's CPU time, in ms. */
 async function timed(
   workers: Worker[],
   job: Omit<Job, "mats" | "dots">,
@@ -128,7 +131,7 @@ async function timed(
   dots: number,
   n: number,
 ) {
-  const t0 = performance.now();
+  const t0 = performance.now(), cpu0 = process.cpuUsage();
   await Promise.all(workers.map((w, i) =>
     new Promise<void>((resolve, reject) => {
       const share = mats.map((m) => {
@@ -142,7 +145,8 @@ async function timed(
       w.postMessage({ run: { ...job, mats: share, dots: dots + i * 4 * n * 6912 } });
     })
   ));
-  return performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { wall: performance.now() - t0, cpu: (cpu.user + cpu.system) / 1000 };
 }
 
 const stats = (xs: number[]) => {
@@ -176,8 +180,10 @@ if (import.meta.main) {
       (dramMacs / 4 / 1e6).toFixed(0)
     } MB a layout | G multiply-adds/s per thread, best / median of ${rounds}`,
   );
-  console.log("| threads | weights | tokens | r4 best / median | r16 best / median | r16/r4 (medians) |");
-  console.log("| --- | --- | --- | --- | --- | --- |");
+  console.log(
+    "| threads | weights | tokens | r4 best / median | r16 best / median | per CPU-second r4 / r16 | r16/r4 (medians) |",
+  );
+  console.log("| --- | --- | --- | --- | --- | --- | --- |");
   const all = await startWorkers(km, memory, stackTops);
   try {
     for (const threads of threadCounts) {
@@ -187,20 +193,24 @@ if (import.meta.main) {
       for (const [name, set, n, reps] of cases) {
         const macs = set.reduce((s, m) => s + m.rows * m.cols, 0) * n * reps;
         const rate: Record<TernaryLayout, number[]> = { r4: [], r16: [] };
+        const perCpu: Record<TernaryLayout, number[]> = { r4: [], r16: [] };
         const job = { kernel: KERNEL_IDS[kernel], q, n, reps };
         for (const l of LAYOUTS) await timed(workers, { ...job, layout: LAYOUT_IDS[l] }, set, l, dots, n); // warm
         for (let r = 0; r < rounds; r++) {
           for (const l of LAYOUTS) {
-            const ms = await timed(workers, { ...job, layout: LAYOUT_IDS[l] }, set, l, dots, n);
-            rate[l].push(macs / ms / 1e6 / threads);
+            const t = await timed(workers, { ...job, layout: LAYOUT_IDS[l] }, set, l, dots, n);
+            rate[l].push(macs / t.wall / 1e6 / threads);
+            perCpu[l].push(macs / t.cpu / 1e6);
           }
         }
-        const a = stats(rate.r4), b = stats(rate.r16);
-        console.log(
-          `| ${threads} | ${name} | ${n} | ${a.best.toFixed(1)} / ${a.median.toFixed(1)} | ${
-            b.best.toFixed(1)
-          } / ${b.median.toFixed(1)} | ${(b.median / a.median).toFixed(2)} |`,
-        );
+        const a = stats(rate.r4), b = stats(rate.r16), ca = stats(perCpu.r4), cb = stats(perCpu.r16);
+        const cells = [
+          `${a.best.toFixed(1)} / ${a.median.toFixed(1)}`,
+          `${b.best.toFixed(1)} / ${b.median.toFixed(1)}`,
+          `${ca.median.toFixed(1)} / ${cb.median.toFixed(1)}`,
+          (b.median / a.median).toFixed(2),
+        ];
+        console.log(`| ${threads} | ${name} | ${n} | ${cells.join(" | ")} |`);
       }
     }
   } finally {
