@@ -227,6 +227,13 @@ export class Nginx {
   /** Writes the configuration, checks it with `nginx -t`, starts nginx and waits for the port. */
   async start(binary: string): Promise<void> {
     Deno.writeTextFileSync(`${this.dir}/nginx.conf`, this.config);
+    // a master started as root runs its workers as `nobody`: they must reach the temp paths, or a
+    // request body over client_body_buffer_size (16 KiB) answers 500 instead of being buffered
+    Deno.chmodSync(this.dir, 0o711);
+    for (const sub of ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]) {
+      Deno.mkdirSync(`${this.dir}/${sub}`, { recursive: true });
+      Deno.chmodSync(`${this.dir}/${sub}`, 0o777);
+    }
     const args = ["-p", this.dir, "-c", `${this.dir}/nginx.conf`, "-e", `${this.dir}/error.log`];
     const test = await new Deno.Command(binary, {
       args: [...args, "-t", "-q"],

@@ -5,7 +5,7 @@
  * message, where nginx is not installed (CI installs it).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { findNginx, renderNginx } from "../../scripts/deploy/cluster.ts";
+import { findNginx, freePort, Nginx, renderNginx } from "../../scripts/deploy/cluster.ts";
 import { figuresTable, FULL, scaleOut } from "../../scripts/scale_out.ts";
 
 const nginx = findNginx();
@@ -28,6 +28,29 @@ Deno.test("renderNginx() puts this run's ports into the committed configuration"
   }
   assert(full.includes("daemon off;") && full.includes("pid /tmp/x/nginx.pid;"));
   assert(!/listen (?!127\.0\.0\.1)/.test(full), "binds loopback only");
+});
+
+Deno.test({
+  name: "Nginx passes a request body larger than its in-memory buffer (its workers can write the temp path)",
+  ignore: !nginx,
+  async fn() {
+    const upstream = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {} },
+      async (req) => new Response(String((await req.arrayBuffer()).byteLength)),
+    );
+    const dir = await Deno.makeTempDir({ prefix: "bn-nginx-body-" });
+    const proxy = new Nginx(dir, freePort(), [upstream.addr.port]);
+    try {
+      await proxy.start(nginx!);
+      // 100 KB: over client_body_buffer_size, so nginx buffers it to client_body_temp_path
+      const res = await fetch(`${proxy.url}/v1/completions`, { method: "POST", body: "x".repeat(100_000) });
+      assertEquals([res.status, await res.text()], [200, "100000"]);
+    } finally {
+      await proxy.stop();
+      await upstream.shutdown();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
 
 Deno.test({
