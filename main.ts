@@ -190,8 +190,10 @@ export function parseConfig(
 
 /** The help text; `program` is how the user started the server (the release's launcher names itself). */
 export function usage(program = "deno task serve"): string {
+  const width = Math.max(...Object.keys(FLAGS).map((k) => k.length));
+  const envWidth = Math.max(...Object.values(FLAGS).map(([env]) => env.length));
   const lines = Object.entries(FLAGS).map(([k, [env, , help]]) =>
-    `  --${k.padEnd(14)} ${(env || "").padEnd(16)} ${help}`
+    `  --${k.padEnd(width)} ${(env || "").padEnd(envWidth)} ${help}`
   );
   return `Usage: ${program} [options]\n\nOptions (flag, environment variable, meaning):\n${
     lines.join("\n")
