@@ -18,8 +18,8 @@ static const bn_abi_field bn_fields[] = {
   F(weights.token_embd), F(weights.output), F(weights.output_norm), F(weights.rope_cos), F(weights.rope_sin),
   F(weights.layers),
   F(state.x), F(state.xb), F(state.xq), F(state.xscale), F(state.xsum), F(state.q), F(state.att), F(state.hb),
-  F(state.hb2), F(state.scores), F(state.hq), F(state.hscale), F(state.hsum), F(state.k_cache), F(state.v_cache),
-  F(state.n_threads),
+  F(state.hb2), F(state.scores), F(state.hq), F(state.hscale), F(state.hsum), F(state.hxs), F(state.k_cache), F(state.v_cache),
+  F(state.n_threads), F(state.prof),
   F(batch.n_tokens), F(batch.n_out), F(batch.tokens), F(batch.pos), F(batch.slot), F(batch.out_idx),
   F(batch.logits),
   F(mm.w), F(mm.rows), F(mm.cols), F(mm.n), F(mm.x), F(mm.y), F(mm.ydot),
@@ -47,7 +47,7 @@ const uint32_t *bn_abi_layout(void) {
 uint32_t bn_build_variant(void) { return BN_RELAXED ? BN_KERNEL_RELAXED : BN_KERNEL_SIMD128; }
 
 static int bn_type_ok(uint32_t t) {
-  return t == BN_TYPE_F32 || t == BN_TYPE_F16 || t == BN_TYPE_Q8_0 || t == BN_TYPE_Q7;
+  return t == BN_TYPE_F32 || t == BN_TYPE_F16 || t == BN_TYPE_Q8_0 || t == BN_TYPE_Q7 || t == BN_TYPE_F16P;
 }
 
 int32_t bn_ctx_check(const bn_ctx *c) {

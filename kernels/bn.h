@@ -30,11 +30,33 @@ enum { BN_KERNEL_REF = 0, BN_KERNEL_SIMD128 = 1, BN_KERNEL_RELAXED = 2 };
  * kernels (matmul_i2.c), or in sixteens for the kernels V8 fuses into 256-bit code (matmul_i2_r16.c) */
 enum { BN_LAYOUT_R4 = 0, BN_LAYOUT_R16 = 1 };
 enum { BN_ACT_RELU2 = 0, BN_ACT_SILU = 1 };
-/* ggml type ids used for the embedding and LM head, plus BN_TYPE_Q7: this engine's fast head
- * layout (made at load from F16): [n_vocab][dim] bytes w+64 for w in [-63, 63], then
- * [n_vocab][dim/32] f32 block scales */
-enum { BN_TYPE_F32 = 0, BN_TYPE_F16 = 1, BN_TYPE_Q8_0 = 8, BN_TYPE_Q7 = 200 };
+/* ggml type ids used for the embedding and LM head, plus this engine's layouts made at load:
+ * BN_TYPE_Q7 (from F16): [n_vocab][dim] bytes w+64 for w in [-63, 63], then [n_vocab][dim/32] f32
+ * block scales; BN_TYPE_F16P (from F16, exact): the F16 values with rows in pairs and scaled by a
+ * power of two per pair, then one shift byte per pair (bn_impl.h, bn_f16p_index) */
+enum { BN_TYPE_F32 = 0, BN_TYPE_F16 = 1, BN_TYPE_Q8_0 = 8, BN_TYPE_Q7 = 200, BN_TYPE_F16P = 201 };
 enum { BN_CMD_NONE = 0, BN_CMD_FORWARD = 1, BN_CMD_QUIT = 2, BN_CMD_MATMUL_TEST = 3, BN_CMD_SWEEP = 4 };
+
+/* Parts of a forward step for the step profile (state.prof). Per thread the profile holds
+ * BN_PROF_STRIDE doubles: [0] the step's first clock reading, [1] its last, [2] the last mark,
+ * [3] the part being timed, then per part (ms of work, ms waiting in the barrier after it). The
+ * clock is the host's env.bn_clock (ms since the epoch); the host zeroes the per-part sums after
+ * each step, the kernels only add to them. */
+enum {
+  BN_PART_EMBED = 0,
+  BN_PART_NORM = 1,      /* the four RMSNorms of each layer */
+  BN_PART_QUANT = 2,     /* per-token int8 activation quantization */
+  BN_PART_QKV = 3,       /* Q, K, V matmuls, RoPE, K/V into the f16 cache */
+  BN_PART_ATTN = 4,      /* attention over the cache */
+  BN_PART_WO = 5,
+  BN_PART_GATE_UP = 6,
+  BN_PART_ACT = 7,       /* act(gate) * up */
+  BN_PART_DOWN = 8,
+  BN_PART_HEAD_PREP = 9, /* final norm (and the head's activation blocks) */
+  BN_PART_HEAD = 10,     /* LM head */
+  BN_PART_COUNT = 11
+};
+#define BN_PROF_STRIDE (4 + 2 * BN_PART_COUNT)
 
 /* Model shape. dim, ffn_dim multiples of 128 (I2_S blocks); head_dim multiple of 16. */
 typedef struct {
@@ -93,10 +115,13 @@ typedef struct {
   float *scores;   /* [n_threads][n_ctx] attention probabilities, one row per thread */
   int8_t *hq;      /* [max_out][dim] LM head activations (Q8_0 head only) */
   float *hscale;   /* [max_out][dim/32] LM head activation block scales */
-  int32_t *hsum;   /* [max_out][dim/32][4] {64 * sum of each activation block, 0, 0, 0} (Q7 head offset) */
+  int32_t *hsum;   /* [max_out][dim/32][4] {-64 * sum of each activation block, 0, 0, 0} (Q7 head offset) */
+  float *hxs;      /* [max_out][2 * dim + 4] F16P head activations: x * 2^102, x * 2^112, then 1 when they
+                    * are exact (every |x| < 2^16), else 0 (head_f16.c) */
   uint16_t *k_cache; /* [n_layers][n_slots][n_kv_heads][n_ctx][head_dim] f16 */
   uint16_t *v_cache; /* same */
   uint32_t n_threads; /* rows of `scores` */
+  double *prof;       /* [n_threads][BN_PROF_STRIDE] step profile, or 0 (off) */
 } bn_state;
 
 /* One forward step: n tokens (any mix of sequences), logits for n_out of them. */
@@ -169,9 +194,15 @@ BN_EXPORT(bn_quantize_q8_0_f16) void bn_quantize_q8_0_f16(const uint16_t *src, u
 BN_EXPORT(bn_quantize_q7_f16)
 void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t row0, uint32_t rows, uint32_t dim,
                         uint32_t nv);
+/* rows [row0, row0 + rows) of an F16 [nv][dim] matrix (src: those rows, row0 even) into the F16P
+ * layout of the whole matrix at dst (bn_impl.h, bn_f16p_index); the values must be finite */
+BN_EXPORT(bn_f16p_place)
+void bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t rows, uint32_t dim, uint32_t nv);
 /* test probe: ops(kernel)->dot_f32_f16(a, b, n), or ->dot_f32_f16s when prescaled */
 BN_EXPORT(bn_dot_f32_f16_probe)
 float bn_dot_f32_f16_probe(uint32_t kernel, const float *a, const uint16_t *b, uint32_t n, int32_t prescaled);
 BN_EXPORT(bn_f16_check) int32_t bn_f16_check(const uint16_t *src, uint32_t n);
+/* BN_PROF_STRIDE: doubles per thread in state.prof (the host checks its copy of the part list) */
+BN_EXPORT(bn_prof_stride) uint32_t bn_prof_stride(void);
 
 #endif

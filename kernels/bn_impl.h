@@ -215,6 +215,25 @@ static inline uint32_t bn_q7_row_offset(uint32_t nv, uint32_t dim, uint32_t v, u
   return v * dim;
 }
 
+/* ---- F16P head rows in memory: in pairs, scaled per pair ----
+ * Made at load (bn_f16p_place): rows 2g and 2g+1 share 4*dim bytes at g*4*dim; per 4 columns c (16
+ * bytes at 16*(c/4)), row 2g's four f16 come first, then row 2g+1's. So one 16-byte load feeds both
+ * halves of a 256-bit operation (i32x4.extend_low/high_i16x8: one vpmovsxwd ymm), the two rows
+ * sharing one activation load (see head_f16.c). A last, odd row keeps the file layout at v*dim.
+ * Each pair is stored times 2^shift, shift = the byte at (u8 *)(w + nv*dim) + g: BN_F16P_SHIFT when
+ * every |w| of the pair is below 2^(16 - BN_F16P_SHIFT), else 0. Then no f16 is subnormal and the
+ * kernels' f32 from (bits << 13) is w * 2^(shift - 112), never a denormal operand (f16 subnormals
+ * as denormals made the F16 head 35% slower, measured). Returns the index of (v, c) in u16 units. */
+#define BN_F16P_SHIFT 10
+static inline size_t bn_f16p_index(uint32_t nv, uint32_t dim, uint32_t v, uint32_t c) {
+  if (v < (nv & ~1u)) return (size_t)(v >> 1) * 2 * dim + (c >> 2) * 8 + (v & 1) * 4 + (c & 3);
+  return (size_t)v * dim + c;
+}
+
+static inline const uint8_t *bn_f16p_shifts(const uint16_t *w, uint32_t nv, uint32_t dim) {
+  return (const uint8_t *)(w + (size_t)nv * dim);
+}
+
 /* ---- quantized activations of one matmul: int8 rows, their 127/absmax scale and sum ---- */
 typedef struct {
   const int8_t *q; /* [n][ld] */
@@ -247,11 +266,16 @@ typedef struct {
   void (*exp_sub)(float *x, uint32_t n, float m);                   /* x = exp(x - m) */
   float (*sum)(const float *x, uint32_t n);
   /* Q7 head rows [v0, v1) against n_out activation rows (int8 blocks of 32 with f32 scales and
-   * {64*sum, 0, 0, 0} per block): logits[j*nv + v]. Per row, per block: 4 integer lane sums (lane j holds elements
+   * {-64*sum, 0, 0, 0} per block): logits[j*nv + v]. Per row, per block: 4 integer lane sums (lane j holds elements
    * i with (i%16)/4 == j; lane 0 minus 64*sum), each times (dw*dq) added to its f32 lane; the
    * lanes are folded (0+2)+(1+3) at the end. */
   void (*head_q7)(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                   const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
+  /* F16P head rows [v0, v1) (v0 even) against one activation row x: logits[v] = dot_f32_f16(x, row v)
+   * bit for bit (the canonical order); xs is x's row of state.hxs (x * 2^102, x * 2^112), or 0 when
+   * some |x| >= 2^16 (then the exact scalar path runs) */
+  void (*head_f16p)(const uint16_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *x, const float *xs,
+                    float *logits, uint32_t nv);
 } bn_ops;
 
 const bn_ops *bn_ops_select(uint32_t kernel);
@@ -266,6 +290,14 @@ extern const bn_ops bn_ops_simd;
 /* pool.c */
 void bn_barrier(bn_pool *p, int nth);
 
+/* prof.c: the step profile (bn.h, BN_PART_*); each call is one load and a branch when it is off.
+ * begin: start timing `part`; mark: charge the time since the last mark to the current part and
+ * start `part`; sync: bn_barrier, the time before it charged to the current part as work and the
+ * time in it as wait. */
+void bn_prof_begin(const bn_ctx *c, int ith, int part);
+void bn_prof_mark(const bn_ctx *c, int ith, int part);
+void bn_sync(bn_ctx *c, int ith, int nth);
+
 /* forward.c / attention.c / head.c */
 int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth);
 void bn_attention_token(const bn_ctx *c, const bn_ops *ops, uint32_t layer, uint32_t b, uint32_t h,
@@ -273,5 +305,13 @@ void bn_attention_token(const bn_ctx *c, const bn_ops *ops, uint32_t layer, uint
 void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float *out);
 void bn_head_rows(const bn_ctx *c, const bn_ops *ops, uint32_t v0, uint32_t v1);
 void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j);
+
+/* head_f16.c */
+void bn_embed_f16p(const uint16_t *w, uint32_t nv, uint32_t dim, uint32_t v, float *out);
+void bn_f16p_prepare(const float *x, uint32_t dim, float *hxs);
+void bn_head_f16p_ref(const uint16_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *x, const float *xs,
+                      float *logits, uint32_t nv);
+void bn_head_f16p_simd(const uint16_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *x, const float *xs,
+                       float *logits, uint32_t nv);
 
 #endif

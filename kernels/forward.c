@@ -75,7 +75,9 @@ static void bn_norm_quant(const bn_ctx *c, const bn_ops *ops, const float *src, 
   bn_split(c->batch.n_tokens, ith, nth, 1, &t0, &t1);
   for (uint32_t t = t0; t < t1; t++) {
     float *xb = s->xb + (size_t)t * ld;
+    bn_prof_mark(c, ith, BN_PART_NORM);
     ops->rmsnorm(xb, src + (size_t)t * ld_src, w, n, c->config.norm_eps);
+    bn_prof_mark(c, ith, BN_PART_QUANT);
     ops->quantize_i8(xb, n, s->xq + (size_t)t * ld, s->xscale + t, s->xsum + t);
   }
 }
@@ -123,47 +125,53 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
   uint32_t lo, hi;
 
   /* embeddings */
+  bn_prof_begin(c, ith, BN_PART_EMBED);
   bn_split(n, ith, nth, 1, &lo, &hi);
   for (uint32_t t = lo; t < hi; t++) bn_embed_row(cfg, c->weights.token_embd, (uint32_t)b->tokens[t], s->x + (size_t)t * dim);
-  bn_barrier(&c->pool, nth);
+  bn_sync(c, ith, nth);
 
   for (uint32_t l = 0; l < cfg->n_layers; l++) {
     const bn_layer *L = &c->weights.layers[l];
     /* h = rmsnorm(x; attn_norm), quantized; thread 0 latches the abort word for this layer */
     if (ith == 0) c->pool.abort_latch[l & 1] = __atomic_load_n(&c->pool.abort, __ATOMIC_SEQ_CST);
     bn_norm_quant(c, ops, s->x, dim, L->attn_norm, dim, ith, nth);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
     if (c->pool.abort_latch[l & 1]) return BN_STATUS_ABORTED;
 
     /* q, k, v (+ RoPE; k and v go to the cache as f16) */
+    bn_prof_mark(c, ith, BN_PART_QKV);
     bn_split(cfg->n_heads + 2 * cfg->n_kv_heads, ith, nth, 1, &lo, &hi);
     for (uint32_t u = lo; u < hi; u++) bn_qkv_unit(c, dot, L, l, u, &xq);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
 
     /* causal GQA attention, one (token, head) pair at a time */
+    bn_prof_mark(c, ith, BN_PART_ATTN);
     bn_split(n * cfg->n_heads, ith, nth, 1, &lo, &hi);
     for (uint32_t i = lo; i < hi; i++)
       bn_attention_token(c, ops, l, i / cfg->n_heads, i % cfg->n_heads, s->scores + (size_t)ith * cfg->n_ctx);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
 
     /* a = rmsnorm(attention; attn_sub_norm), quantized; x += O . a */
     bn_norm_quant(c, ops, s->att, dim, L->attn_sub_norm, dim, ith, nth);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
+    bn_prof_mark(c, ith, BN_PART_WO);
     bn_split(dim, ith, nth, BN_ROW_TILE, &lo, &hi);
     bn_matmul_rows(dot, L->wo, dim, dim, lo, hi, &xq, s->x, dim, 1);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
 
     /* h = rmsnorm(x; ffn_norm), quantized; gate and up */
     bn_norm_quant(c, ops, s->x, dim, L->ffn_norm, dim, ith, nth);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
+    bn_prof_mark(c, ith, BN_PART_GATE_UP);
     bn_split(2 * ffn, ith, nth, BN_ROW_TILE, &lo, &hi);
     if (lo < ffn) bn_matmul_rows(dot, L->w_gate, ffn, dim, lo, BN_MIN(hi, ffn), &xq, s->hb, ffn, 0);
     if (hi > ffn) bn_matmul_rows(dot, L->w_up, ffn, dim, BN_MAX(lo, ffn) - ffn, hi - ffn, &xq, s->hb2, ffn, 0);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
 
     /* f = act(gate) * up; rmsnorm(f; ffn_sub_norm), quantized */
     bn_split(n, ith, nth, 1, &lo, &hi);
     for (uint32_t t = lo; t < hi; t++) {
+      bn_prof_mark(c, ith, BN_PART_ACT);
       float *g = s->hb + (size_t)t * ffn;
       const float *u = s->hb2 + (size_t)t * ffn;
       if (cfg->act == BN_ACT_RELU2) {
@@ -175,22 +183,28 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
         for (uint32_t i = 0; i < ffn; i++) g[i] = (g[i] / (1.0f + bn_expf(-g[i]))) * u[i];
       }
       float *xb = s->xb + (size_t)t * ld;
+      bn_prof_mark(c, ith, BN_PART_NORM);
       ops->rmsnorm(xb, g, L->ffn_sub_norm, ffn, cfg->norm_eps);
+      bn_prof_mark(c, ith, BN_PART_QUANT);
       ops->quantize_i8(xb, ffn, s->xq + (size_t)t * ld, s->xscale + t, s->xsum + t);
     }
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
 
     /* x += down . f */
+    bn_prof_mark(c, ith, BN_PART_DOWN);
     bn_split(dim, ith, nth, BN_ROW_TILE, &lo, &hi);
     bn_matmul_rows(dot, L->w_down, dim, ffn, lo, hi, &xq, s->x, dim, 1);
-    bn_barrier(&c->pool, nth);
+    bn_sync(c, ith, nth);
   }
 
   /* final norm of the rows that want logits, then the LM head over vocabulary rows */
+  bn_prof_mark(c, ith, BN_PART_HEAD_PREP);
   bn_split(b->n_out, ith, nth, 1, &lo, &hi);
   for (uint32_t j = lo; j < hi; j++) bn_head_prepare(c, ops, j);
-  bn_barrier(&c->pool, nth);
+  bn_sync(c, ith, nth);
+  bn_prof_mark(c, ith, BN_PART_HEAD);
   bn_split(cfg->n_vocab, ith, nth, 64, &lo, &hi);
   bn_head_rows(c, ops, lo, hi);
+  bn_prof_mark(c, ith, BN_PART_HEAD);
   return BN_STATUS_OK;
 }

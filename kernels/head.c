@@ -24,6 +24,8 @@ void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float 
   } else if (cfg->embd_type == BN_TYPE_F16) {
     const uint16_t *row = (const uint16_t *)embd + (size_t)token * dim;
     for (uint32_t i = 0; i < dim; i++) out[i] = bn_f16_to_f32(row[i]);
+  } else if (cfg->embd_type == BN_TYPE_F16P) {
+    bn_embed_f16p((const uint16_t *)embd, cfg->n_vocab, dim, token, out);
   } else if (cfg->embd_type == BN_TYPE_Q8_0) {
     const uint8_t *row = (const uint8_t *)embd + (size_t)token * (dim / 32) * 34;
     for (uint32_t k = 0; k < dim / 32; k++) {
@@ -46,6 +48,7 @@ void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j) {
   const uint32_t dim = cfg->dim, ld = BN_MAX(cfg->dim, cfg->ffn_dim);
   float *y = s->xb + (size_t)j * ld;
   ops->rmsnorm(y, s->x + (size_t)c->batch.out_idx[j] * dim, c->weights.output_norm, dim, cfg->norm_eps);
+  if (cfg->head_type == BN_TYPE_F16P) bn_f16p_prepare(y, dim, s->hxs + (size_t)j * (2 * dim + 4));
   if (cfg->head_type != BN_TYPE_Q8_0 && cfg->head_type != BN_TYPE_Q7) return;
   int8_t *q = s->hq + (size_t)j * dim;
   float *qs = s->hscale + (size_t)j * (dim / 32);
@@ -63,8 +66,8 @@ void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j) {
       sum += q[32 * k + i];
     }
     qs[k] = d;
-    /* a ready-made i32x4 per block: the Q7 kernel subtracts it from its lane sums as is */
-    qsum[4 * k] = 64 * sum;
+    /* a ready-made i32x4 per block: the Q7 kernel starts its lane sums from it */
+    qsum[4 * k] = -64 * sum;
     qsum[4 * k + 1] = qsum[4 * k + 2] = qsum[4 * k + 3] = 0;
   }
 }
@@ -85,7 +88,7 @@ void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0
       for (uint32_t k = 0; k < nb; k++) {
         int32_t lane[4] = { 0, 0, 0, 0 };
         for (uint32_t i = 0; i < 32; i++) lane[(i % 16) / 4] += (int32_t)row[stride * k + i] * qj[32 * k + i];
-        lane[0] -= qsum[((size_t)j * nb + k) * 4];
+        lane[0] += qsum[((size_t)j * nb + k) * 4];
         const float sc = dw[(size_t)v * nb + k] * dq[(size_t)j * nb + k];
         for (int l = 0; l < 4; l++) acc[l] = acc[l] + (float)lane[l] * sc;
       }
@@ -95,7 +98,10 @@ void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0
 }
 
 #if BN_RELAXED
-#define BN_Q7_PAIRS(q, u) wasm_i16x8_relaxed_dot_i8x16_i7x16((q), (u))
+/* lane sums of one block, from the offset: two relaxed dot-adds (one vpdpbusd each on AVX-VNNI; the
+ * 7-bit u is the operand whose range makes the instruction exact) */
+#define BN_Q7_SUMS(x0, x1, u0, u1, offset)                                                          \
+  wasm_i32x4_relaxed_dot_i8x16_i7x16_add((x1), (u1), wasm_i32x4_relaxed_dot_i8x16_i7x16_add((x0), (u0), (offset)))
 #else
 /* u*q pair sums as pmaddubsw makes them: products fit i16 (127*127), pairs too (2*127*127) */
 static inline v128_t bn_q7_pairs(v128_t q, v128_t u) {
@@ -106,20 +112,20 @@ static inline v128_t bn_q7_pairs(v128_t q, v128_t u) {
   const v128_t od = wasm_i8x16_shuffle(lo, hi, 2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
   return wasm_i16x8_add(ev, od);
 }
-#define BN_Q7_PAIRS(q, u) bn_q7_pairs((q), (u))
+/* i16 lane pairs summed into i32 lanes by a dot with ones (pmaddwd) */
+#define BN_Q7_SUMS(x0, x1, u0, u1, offset)                                                          \
+  wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(bn_q7_pairs((x0), (u0)), ones),                \
+                                wasm_i32x4_dot_i16x8(bn_q7_pairs((x1), (u1)), ones)), (offset))
 #endif
 
-/* i16 lane pairs summed into i32 lanes by a dot with ones (pmaddwd): with the ones in a register
- * (a splat of a run-time 1) rather than a constant V8 reloads at every use: +2% decode with the Q7
- * head (2B4T, 1 thread, measured) */
+/* the ones of the simd128 build's pmaddwd in a register (a splat of a run-time 1) rather than a
+ * constant V8 reloads at every use: +2% decode with the Q7 head (2B4T, 1 thread, measured) */
 static volatile const int32_t bn_one = 1;
 
-/* lane sums of one block (as i32x4), the offset vector [64*sum(q), 0, 0, 0] removed */
-
+/* lane sums of one block (as i32x4) from the offset vector [-64*sum(q), 0, 0, 0] */
 static inline v128_t bn_q7_sums(v128_t x0, v128_t x1, const uint8_t *u, v128_t offset, v128_t ones) {
-  const v128_t p0 = BN_Q7_PAIRS(x0, wasm_v128_load(u));
-  const v128_t p1 = BN_Q7_PAIRS(x1, wasm_v128_load(u + 16));
-  return wasm_i32x4_sub(wasm_i32x4_add(wasm_i32x4_dot_i16x8(p0, ones), wasm_i32x4_dot_i16x8(p1, ones)), offset);
+  (void)ones;
+  return BN_Q7_SUMS(x0, x1, wasm_v128_load(u), wasm_v128_load(u + 16), offset);
 }
 
 static inline v128_t bn_q7_block(const uint8_t *u, const int8_t *q, const int32_t *offset, v128_t ones) {
@@ -213,6 +219,20 @@ void bn_head_rows(const bn_ctx *c, const bn_ops *ops, uint32_t v0, uint32_t v1) 
     /* chunks of 64 rows keep each row's bytes in L1 across the n_out activation rows */
     for (uint32_t v = v0; v < v1; v += 64)
       ops->head_q7(w, dw, dim, v, BN_MIN(v + 64, v1), s->hq, s->hscale, s->hsum, b->n_out, b->logits, nv);
+    return;
+  }
+  if (cfg->head_type == BN_TYPE_F16P) {
+    /* rows in chunks of 64 (their bytes stay in cache across the n_out activation rows) */
+    const uint16_t *w = (const uint16_t *)c->weights.output;
+    const uint32_t chunk = b->n_out == 1 ? v1 - v0 : 64;
+    for (uint32_t vc = v0; vc < v1; vc += chunk) {
+      const uint32_t ve = BN_MIN(vc + chunk, v1);
+      for (uint32_t j = 0; j < b->n_out; j++) {
+        const float *xs = s->hxs + (size_t)j * (2 * dim + 4);
+        ops->head_f16p(w, dim, vc, ve, s->xb + (size_t)j * ld, xs[2 * dim] != 0.0f ? xs : 0, b->logits + (size_t)j * nv,
+                       nv);
+      }
+    }
     return;
   }
   if (cfg->head_type == BN_TYPE_F16 && dim <= BN_HEAD_XS) {

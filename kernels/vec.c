@@ -102,6 +102,7 @@ const bn_ops bn_ops_ref = {
   .exp_sub = bn_exp_sub_ref,
   .sum = bn_sum_ref,
   .head_q7 = bn_head_q7_ref,
+  .head_f16p = bn_head_f16p_ref,
 };
 
 /* ================================ SIMD ================================ */
@@ -240,6 +241,7 @@ const bn_ops bn_ops_simd = {
   .exp_sub = bn_exp_sub_simd,
   .sum = bn_sum_simd,
   .head_q7 = bn_head_q7_simd,
+  .head_f16p = bn_head_f16p_simd,
 };
 
 const bn_ops *bn_ops_select(uint32_t kernel) { return kernel == BN_KERNEL_REF ? &bn_ops_ref : &bn_ops_simd; }

@@ -46,13 +46,14 @@ export type LoadJob =
     readonly layout: TernaryLayout;
   }
   /**
-   * F16 rows [row0, row0+rows) of a [totalRows][dim] matrix quantized to Q8_0 (dstW) or Q7 (dstW:
-   * the matrix's bytes, rows in fours; dstS: its scales).
+   * F16 rows [row0, row0+rows) of a [totalRows][dim] matrix (row0 even) quantized to Q8_0 (dstW) or
+   * Q7 (dstW: the matrix's bytes, rows in fours; dstS: its scales), or placed exactly in the F16P
+   * layout (dstW: the matrix, rows in pairs, then a shift byte per pair).
    */
   | {
     readonly kind: "quant";
     readonly tensor: string;
-    readonly to: "q8_0" | "q7";
+    readonly to: "q8_0" | "q7" | "f16p";
     readonly offset: number;
     readonly dim: number;
     readonly row0: number;
@@ -175,7 +176,10 @@ export function runLoadJobs(
       helpers.interleaveI2s(job.dst, job.rows, job.cols, stage.offset, job.layout); // the source is consumed
       progress(job.bytes);
     } else {
-      const rowBytes = 2 * job.dim, per = Math.max(1, Math.floor(stage.bytes / rowBytes));
+      const rowBytes = 2 * job.dim, per = 2 * Math.max(1, Math.floor(stage.bytes / (2 * rowBytes)));
+      if (2 * rowBytes > stage.bytes) {
+        return fail(`needs ${2 * rowBytes} bytes of staging, the plan has ${stage.bytes}`);
+      }
       for (let r = 0; r < job.rows; r += per) {
         const nr = Math.min(per, job.rows - r), row = job.row0 + r;
         if (!readInto(file, job.offset + r * rowBytes, memory, stage.offset, nr * rowBytes)) {
@@ -184,6 +188,8 @@ export function runLoadJobs(
         if (!helpers.f16Finite(stage.offset, nr * job.dim)) return fail("holds an infinite or NaN value");
         if (job.to === "q8_0") {
           helpers.quantizeQ8_0(stage.offset, job.dstW + row * (job.dim / 32) * 34, nr * job.dim);
+        } else if (job.to === "f16p") {
+          helpers.placeF16p(stage.offset, job.dstW, row, nr, job.dim, job.totalRows);
         } else {
           helpers.quantizeQ7(stage.offset, job.dstW, job.dstS, row, nr, job.dim, job.totalRows);
         }

@@ -29,6 +29,31 @@ export const BN_STATUS = { OK: 0, ABORTED: 1, BAD_ARG: 2, BAD_CONFIG: 3 } as con
 /** Commands posted to the pool (`BN_CMD_*`). */
 export const BN_CMD = { NONE: 0, FORWARD: 1, QUIT: 2, MATMUL_TEST: 3, SWEEP: 4 } as const;
 
+/**
+ * The parts of a forward step the kernels' step profile times, in `BN_PART_*` order (kernels/bn.h).
+ * Per thread the profile is {@linkcode PROFILE_STRIDE} doubles: first reading, last reading, last
+ * mark, current part, then per part (ms of work, ms of barrier wait after it).
+ */
+export const PROFILE_PARTS = [
+  "embed",
+  "norm",
+  "quant",
+  "qkv",
+  "attention",
+  "wo",
+  "gate_up",
+  "act",
+  "down",
+  "head_prep",
+  "head",
+] as const;
+
+/** A part of a forward step (see {@linkcode PROFILE_PARTS}). */
+export type ProfilePart = typeof PROFILE_PARTS[number];
+
+/** Doubles per thread in the step profile (`BN_PROF_STRIDE`). */
+export const PROFILE_STRIDE = 4 + 2 * PROFILE_PARTS.length;
+
 /** A byte range of the shared memory. */
 export interface Region {
   readonly offset: number;
@@ -83,7 +108,9 @@ interface BnExports {
     nv: number,
   ): void;
   bn_f16_check(src: number, n: number): number;
+  bn_f16p_place(src: number, dst: number, row0: number, rows: number, dim: number, nv: number): void;
   bn_dot_f32_f16_probe(kernel: number, a: number, b: number, n: number, prescaled: number): number;
+  bn_prof_stride(): number;
 }
 
 const WASM_DIR = new URL("./", import.meta.url);
@@ -115,6 +142,9 @@ export async function compileKernel(variant: KernelVariant): Promise<KernelModul
   // __heap_base is an immutable global: a throwaway instance over a scratch memory reads it
   const memory = new WebAssembly.Memory({ initial: 32, maximum: 65536, shared: true });
   const probe = await instantiate(module, memory);
+  if (probe.bn_prof_stride() !== PROFILE_STRIDE) {
+    throw new Error(`${file}: step profile stride ${probe.bn_prof_stride()}, expected ${PROFILE_STRIDE}`);
+  }
   return { variant, module, heapBase: probe.__heap_base.value as number, abi: readAbi(probe, memory) };
 }
 
@@ -198,8 +228,16 @@ export async function probeTernaryLayout(km: KernelModule): Promise<TernaryProbe
   };
 }
 
+/**
+ * The clock the kernels' step profile reads (`env.bn_clock`, kernels/prof.c): ms since the epoch,
+ * so that the workers' readings and the host's share one time line.
+ */
+export function bnClock(): number {
+  return performance.timeOrigin + performance.now();
+}
+
 async function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<BnExports> {
-  const instance = await WebAssembly.instantiate(module, { env: { memory } });
+  const instance = await WebAssembly.instantiate(module, { env: { memory, bn_clock: bnClock } });
   return instance.exports as unknown as BnExports;
 }
 
@@ -280,6 +318,15 @@ export class KernelHelpers {
     nv: number,
   ): void {
     this.x.bn_quantize_q7_f16(src, dstW, dstS, row0, rows, dim, nv);
+  }
+
+  /**
+   * Places F16 rows [row0, row0 + rows) of a [nv][dim] matrix (at `src`: those rows; row0 even) in the
+   * exact F16P layout of the whole matrix at `dst` (rows in pairs, each pair scaled by a power of two
+   * so that no value is subnormal; kernels/bn_impl.h, bn_f16p_index).
+   */
+  placeF16p(src: number, dst: number, row0: number, rows: number, dim: number, nv: number): void {
+    this.x.bn_f16p_place(src, dst, row0, rows, dim, nv);
   }
 
   /** True when the n F16 values at `src` are all finite. */

@@ -63,9 +63,15 @@ export function resolveHeadMode(option: HeadOption, config: ModelConfig): HeadMo
 /** bn.h's BN_TYPE_Q7: the fast head layout (not a ggml type). */
 export const HEAD_Q7 = 200;
 
-/** Display name of a stored embedding/head type. */
+/**
+ * bn.h's BN_TYPE_F16P: an F16 embedding/head kept exactly, with its rows in pairs and each pair
+ * scaled by a power of two so that no value is subnormal (kernels/head_f16.c).
+ */
+export const HEAD_F16P = 201;
+
+/** Display name of a stored embedding/head type (F16P holds the exact F16 values: "F16"). */
 export function storedTypeName(type: number): string {
-  return type === HEAD_Q7 ? "Q7" : ggmlTypeName(type);
+  return type === HEAD_Q7 ? "Q7" : type === HEAD_F16P ? "F16" : ggmlTypeName(type);
 }
 
 export interface LoadOptions {
@@ -119,14 +125,14 @@ interface LoadItem {
   readonly name: string;
   readonly src: GgufTensorInfo;
   readonly bytes: number;
-  readonly kind: "direct" | "repack" | "q8_0" | "q7";
+  readonly kind: "direct" | "repack" | "q8_0" | "q7" | "f16p";
   readonly scale?: GgufTensorInfo;
 }
 
-/** The type an embedding-shaped tensor has in memory: F16 becomes Q8_0 or Q7 by head mode. */
+/** The type an embedding-shaped tensor has in memory: F16 becomes F16P, Q8_0 or Q7 by head mode. */
 function storedType(info: GgufTensorInfo, head: HeadMode): number {
-  if (info.type !== GGML_TYPE.F16 || head === "file") return info.type;
-  return head === "q8_0" ? GGML_TYPE.Q8_0 : HEAD_Q7;
+  if (info.type !== GGML_TYPE.F16) return info.type;
+  return head === "file" ? HEAD_F16P : head === "q8_0" ? GGML_TYPE.Q8_0 : HEAD_Q7;
 }
 
 /** Bytes of an embedding-shaped tensor stored as `type`. */
@@ -134,6 +140,7 @@ function storedBytes(info: GgufTensorInfo, type: number): number {
   const n = info.dims[0] * info.dims[1];
   if (type === GGML_TYPE.Q8_0 && info.type !== GGML_TYPE.Q8_0) return (n / 32) * 34;
   if (type === HEAD_Q7) return n + (n / 32) * 4;
+  if (type === HEAD_F16P) return 2 * n + Math.ceil(info.dims[1] / 2); // values, then a shift per pair
   return info.nbytes;
 }
 
@@ -272,8 +279,8 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
       ? { ...asIs(t.info), scale: t.scale }
       : { name: t.info.name, src: t.info, bytes: n / 4 + 32, kind: "repack", scale: t.scale };
   };
-  // in head mode "q8_0"/"q7" every F16 embedding-shaped tensor is quantized; a tied head's
-  // quantized copy then serves the embedding lookup too (one copy in memory)
+  // every F16 embedding-shaped tensor is placed in pairs (head mode "file") or quantized ("q8_0"/"q7");
+  // a tied head's copy then serves the embedding lookup too (one copy in memory)
   const embedding = (info: GgufTensorInfo): LoadItem => {
     const type = storedType(info, head);
     if (type === info.type) return asIs(info);
@@ -281,7 +288,7 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
       name: info.name,
       src: info,
       bytes: storedBytes(info, type),
-      kind: type === HEAD_Q7 ? "q7" : "q8_0",
+      kind: type === HEAD_Q7 ? "q7" : type === HEAD_F16P ? "f16p" : "q8_0",
     };
   };
   items.push(embedding(config.tokenEmbd));
@@ -398,7 +405,8 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan, layout: TernaryL
         layout,
       });
     } else {
-      const dim = src.dims[0], rows = src.dims[1], per = Math.max(1, Math.floor(READ_CHUNK / (2 * dim)));
+      // whole pairs of rows per job (the F16P layout places rows in pairs)
+      const dim = src.dims[0], rows = src.dims[1], per = 2 * Math.max(1, Math.floor(READ_CHUNK / (4 * dim)));
       for (let row0 = 0; row0 < rows; row0 += per) {
         jobs.push({
           kind: "quant",
@@ -527,6 +535,7 @@ function writeCtx(
       "hq",
       "hscale",
       "hsum",
+      "hxs",
     ] as const
   ) {
     c.u32(`state.${k}`, s[k].offset);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type Region, STACK_BYTES } from "../../wasm/loader.ts";
+import { PROFILE_STRIDE, type Region, STACK_BYTES } from "../../wasm/loader.ts";
 
 /** Model dimensions the plan needs. */
 export interface PlanShape {
@@ -74,6 +74,8 @@ export type ScratchName =
   | "hq"
   | "hscale"
   | "hsum"
+  | "hxs"
+  | "prof"
   | "logits";
 
 /** wasm32's ceiling: 65536 pages of 64 KiB. */
@@ -163,6 +165,8 @@ export function planMemory(
     hq: take(sizes.maxOut * shape.dim),
     hscale: take(4 * sizes.maxOut * (shape.dim / 32)),
     hsum: take(16 * sizes.maxOut * (shape.dim / 32)),
+    hxs: take(4 * sizes.maxOut * (2 * shape.dim + 4)),
+    prof: take(8 * sizes.nThreads * PROFILE_STRIDE),
     logits: take(4 * sizes.maxOut * shape.nVocab),
   };
   const scratchBytes = at - scratchStart;

@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { BN_CMD, BN_STATUS } from "../../wasm/loader.ts";
+import { BN_CMD, BN_STATUS, bnClock, PROFILE_STRIDE } from "../../wasm/loader.ts";
 import type { KernelVariant, TernaryLayout, TernaryProbe } from "../../wasm/loader.ts";
+import { ProfileAccumulator, type StepProfile } from "./step_profile.ts";
 import type { CtxWriter } from "./ctx_writer.ts";
 import { SlotKv } from "./kv_slots.ts";
 import type { MemoryPlan } from "../model/memory_plan.ts";
@@ -51,6 +52,7 @@ export class ModelRuntime {
   readonly #pool: ThreadPool;
   readonly #ctx: CtxWriter;
   #closed = false;
+  #profile: ProfileAccumulator | null = null;
 
   constructor(
     args: {
@@ -125,7 +127,12 @@ export class ModelRuntime {
     signal?.addEventListener("abort", onAbort);
     let status: number;
     try {
+      const submit = this.#profile ? bnClock() : 0;
       status = await this.#pool.run(BN_CMD.FORWARD);
+      if (this.#profile && status === BN_STATUS.OK) {
+        const rec = new Float64Array(buf, this.plan.scratch.prof.offset, this.sizes.threads * PROFILE_STRIDE);
+        this.#profile.add(rec, submit, bnClock());
+      }
     } finally {
       signal?.removeEventListener("abort", onAbort);
       this.#pool.setAbort(false);
@@ -133,6 +140,33 @@ export class ModelRuntime {
     if (status === BN_STATUS.ABORTED) throw new ForwardAbortedError("forward step aborted");
     if (status !== BN_STATUS.OK) throw new Error(`forward step failed with kernel status ${status}`);
     return new Float32Array(buf, this.plan.scratch.logits.offset, nOut * this.config.nVocab);
+  }
+
+  /**
+   * Turns the step profile on or off (kernels/prof.c: every worker times each part of a step; off
+   * costs one load and a branch per part). While on, steps are summed until {@linkcode takeProfile}.
+   * The profile is for measuring (`deno task bench`), not for serving: its clock calls cost a little.
+   */
+  setProfiling(on: boolean): void {
+    const rec = new Float64Array(
+      this.memory.buffer,
+      this.plan.scratch.prof.offset,
+      this.sizes.threads * PROFILE_STRIDE,
+    );
+    rec.fill(0);
+    this.#profile = on ? new ProfileAccumulator(this.sizes.threads) : null;
+    this.#ctx.u32("state.prof", on ? this.plan.scratch.prof.offset : 0);
+  }
+
+  /**
+   * The mean time per step of each part since profiling was turned on or last taken, and a fresh
+   * start.
+   *
+   * @throws {Error} when profiling is off
+   */
+  takeProfile(): StepProfile {
+    if (!this.#profile) throw new Error("takeProfile(): profiling is off (setProfiling(true) first)");
+    return this.#profile.take();
   }
 
   /**

@@ -13,6 +13,7 @@ import { Engine } from "../../engine/run/engine.ts";
 import type { ModelRuntime } from "../../engine/run/runtime.ts";
 import type { GenerationEvent } from "../../engine/run/sequence.ts";
 import { peakRss } from "./_proc.ts";
+import { runProfile } from "./profile.ts";
 import { mulberry32 } from "../_prng.ts";
 import type {
   BytesPerToken,
@@ -246,6 +247,10 @@ async function runMulti(cfg: ChildConfig): Promise<MultiResult> {
 
 if (import.meta.main) {
   const cfg = JSON.parse(Deno.args[0]) as ChildConfig;
-  const result = cfg.mode === "single" ? await runSingle(cfg) : await runMulti(cfg);
+  const result = cfg.mode === "single"
+    ? await runSingle(cfg)
+    : cfg.mode === "multi"
+    ? await runMulti(cfg)
+    : await runProfile(cfg);
   console.log(JSON.stringify(result));
 }

@@ -6,6 +6,7 @@
  */
 import type { HeadMode } from "../../engine/model/loader.ts";
 import type { KernelVariant } from "../../wasm/loader.ts";
+import type { StepProfile } from "../../engine/run/step_profile.ts";
 
 /** Bump when a field changes meaning; `--compare` warns across versions. */
 export const RESULT_VERSION = 1;
@@ -32,7 +33,7 @@ export interface Workload {
 
 /** What one child is asked to run. */
 export interface ChildConfig {
-  readonly mode: "single" | "multi";
+  readonly mode: "single" | "multi" | "profile";
   readonly model: string;
   readonly threads: number;
   readonly kernel: KernelVariant;
@@ -113,6 +114,19 @@ export interface MultiResult {
   readonly nSlots: number;
   readonly streams: readonly StreamResult[];
   readonly peakRssBytes: number;
+}
+
+/** Output line of a `profile` child: per-part time of decode and prefill steps (`bench/profile.ts`). */
+export interface ProfileResult {
+  readonly mode: "profile";
+  /** Decode steps at the tg run's mean position. */
+  readonly decode: StepProfile;
+  readonly decodePos: number;
+  /** One prefill step of `ppTokens` tokens. */
+  readonly prefill: StepProfile;
+  /** Decode steps near the end of a `singleCtx` context (attention over the whole cache). */
+  readonly decodeLong: StepProfile;
+  readonly decodeLongPos: number;
 }
 
 /** One configuration (threads x kernel x head): both children's results. */

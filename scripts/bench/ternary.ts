@@ -23,6 +23,7 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import {
+  bnClock,
   compileKernel,
   detectKernel,
   KERNEL_IDS,
@@ -83,9 +84,17 @@ async function place(
   q: number,
   n: number,
 ) {
-  const x = (await WebAssembly.instantiate(km.module, { env: { memory } })).exports as unknown as {
-    bn_i2s_place(src: number, dst: number, rows: number, cols: number, nbytes: number, layout: number): void;
-  };
+  const x = (await WebAssembly.instantiate(km.module, { env: { memory, bn_clock: bnClock } }))
+    .exports as unknown as {
+      bn_i2s_place(
+        src: number,
+        dst: number,
+        rows: number,
+        cols: number,
+        nbytes: number,
+        layout: number,
+      ): void;
+    };
   const bytes = new Uint8Array(memory.buffer);
   let seed = 12345;
   const pattern = new Uint8Array(1 << 16);

@@ -12,7 +12,7 @@
  */
 import { packI2S } from "../../engine/format/ternary_pack.ts";
 import { loadModel } from "../../engine/model/loader.ts";
-import { compileKernel, KERNEL_IDS, LAYOUT_IDS, type TernaryLayout } from "../../wasm/loader.ts";
+import { bnClock, compileKernel, KERNEL_IDS, LAYOUT_IDS, type TernaryLayout } from "../../wasm/loader.ts";
 
 /** Shapes [rows, cols, tokens]: whole groups of 16, a tail past them, 1-8 tokens (pairs and an odd one). */
 export const DOT_SHAPES: readonly (readonly [number, number, number])[] = [
@@ -37,20 +37,28 @@ function rng(seed: number) {
 async function dots(): Promise<{ mismatches: string[]; checked: number }> {
   const km = await compileKernel("relaxed");
   const memory = new WebAssembly.Memory({ initial: 256, maximum: 256, shared: true });
-  const x = (await WebAssembly.instantiate(km.module, { env: { memory } })).exports as unknown as {
-    bn_i2s_place(src: number, dst: number, rows: number, cols: number, nbytes: number, layout: number): void;
-    bn_probe_i2(
-      k: number,
-      l: number,
-      w: number,
-      r: number,
-      c: number,
-      q: number,
-      n: number,
-      d: number,
-      reps: number,
-    ): number;
-  };
+  const x = (await WebAssembly.instantiate(km.module, { env: { memory, bn_clock: bnClock } }))
+    .exports as unknown as {
+      bn_i2s_place(
+        src: number,
+        dst: number,
+        rows: number,
+        cols: number,
+        nbytes: number,
+        layout: number,
+      ): void;
+      bn_probe_i2(
+        k: number,
+        l: number,
+        w: number,
+        r: number,
+        c: number,
+        q: number,
+        n: number,
+        d: number,
+        reps: number,
+      ): number;
+    };
   const base = Math.ceil(km.heapBase / 4096) * 4096;
   const src = base, dst = base + (4 << 20), q = base + (8 << 20), out = base + (9 << 20);
   const bytes = new Uint8Array(memory.buffer);
