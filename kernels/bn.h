@@ -112,7 +112,7 @@ typedef struct {
   float *att;      /* [max_batch][dim] attention output */
   float *hb;       /* [max_batch][ffn_dim] gate, then the FFN hidden state */
   float *hb2;      /* [max_batch][ffn_dim] up */
-  float *scores;   /* [n_threads][n_ctx] attention probabilities, one row per thread */
+  float *scores;   /* [n_threads][2][n_ctx] attention probabilities, two rows per thread */
   int8_t *hq;      /* [max_out][dim] LM head activations (Q8_0 head only) */
   float *hscale;   /* [max_out][dim/32] LM head activation block scales */
   int32_t *hsum;   /* [max_out][dim/32][4] {-64 * sum of each activation block, 0, 0, 0} (Q7 head offset) */

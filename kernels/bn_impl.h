@@ -109,6 +109,15 @@ static inline uint16_t bn_f32_to_f16(float f) {
   return sign | (uint16_t)v;
 }
 
+/* ---- seeds for V8's revectorizer (reference/wasm-256bit.md) ----
+ * A tree of 128-bit operations V8 fuses into 256-bit ones grows from a seed: two stores 16 bytes
+ * apart (never in Deno: each store carries a bounds check, which the pairing refuses) or the two
+ * inputs of an integer add or narrowing. A kernel whose sums are floats therefore also feeds each
+ * accumulator pair (lo: the half from extend_low, hi: extend_high) into BN_SEED and the result into a
+ * volatile stack word, once per call. The narrowing keeps the operand order (clang may swap the
+ * operands of an add, and V8 pairs extend_low/high only in that order). */
+#define BN_SEED(lo, hi) wasm_i16x8_narrow_i32x4((lo), (hi))
+
 /* ---- canonical reduction: 16 partial sums folded 8-4-2-1 ---- */
 static inline float bn_fold16(float s[16]) {
   for (int j = 0; j < 8; j++) s[j] = s[j] + s[j + 8];
@@ -276,6 +285,14 @@ typedef struct {
    * some |x| >= 2^16 (then the exact scalar path runs) */
   void (*head_f16p)(const uint16_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *x, const float *xs,
                     float *logits, uint32_t nv);
+  /* attention scores of one or two heads (qs1 == 0: one), queries given times 2^112:
+   * s_h[p] = dot_f32_f16s(qs_h, k + p*hd, hd) * scale for p < n */
+  void (*scores_f16s)(const float *qs0, const float *qs1, const uint16_t *k, uint32_t hd, uint32_t n, float scale,
+                      float *s0, float *s1);
+  /* attention values of one or two heads (w1 == 0: one), weights given times 2^112: o_h[i] =
+   * sum over p < n, in order, of w_h[p] * v[p*hd + i] (as axpy_f16s from zero) */
+  void (*values_f16s)(const float *w0, const float *w1, const uint16_t *v, uint32_t hd, uint32_t n, float *o0,
+                      float *o1);
 } bn_ops;
 
 const bn_ops *bn_ops_select(uint32_t kernel);
@@ -300,7 +317,7 @@ void bn_sync(bn_ctx *c, int ith, int nth);
 
 /* forward.c / attention.c / head.c */
 int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth);
-void bn_attention_token(const bn_ctx *c, const bn_ops *ops, uint32_t layer, uint32_t b, uint32_t h,
+void bn_attention_heads(const bn_ctx *c, const bn_ops *ops, uint32_t layer, uint32_t t, uint32_t h0, uint32_t nh,
                         float *scores);
 void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float *out);
 void bn_head_rows(const bn_ctx *c, const bn_ops *ops, uint32_t v0, uint32_t v1);

@@ -144,11 +144,19 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
     for (uint32_t u = lo; u < hi; u++) bn_qkv_unit(c, dot, L, l, u, &xq);
     bn_sync(c, ith, nth);
 
-    /* causal GQA attention, one (token, head) pair at a time */
+    /* causal GQA attention: units of (token, two query heads of one KV group), dealt round-robin so
+     * that the long and the short ones of a prefill spread evenly */
     bn_prof_mark(c, ith, BN_PART_ATTN);
-    bn_split(n * cfg->n_heads, ith, nth, 1, &lo, &hi);
-    for (uint32_t i = lo; i < hi; i++)
-      bn_attention_token(c, ops, l, i / cfg->n_heads, i % cfg->n_heads, s->scores + (size_t)ith * cfg->n_ctx);
+    {
+      const uint32_t group = cfg->n_heads / cfg->n_kv_heads, per_group = (group + 1) / 2;
+      const uint32_t units = n * cfg->n_kv_heads * per_group;
+      for (uint32_t u = (uint32_t)ith; u < units; u += (uint32_t)nth) {
+        const uint32_t t = u / (cfg->n_kv_heads * per_group), r = u % (cfg->n_kv_heads * per_group);
+        const uint32_t h0 = (r / per_group) * group + 2 * (r % per_group);
+        bn_attention_heads(c, ops, l, t, h0, BN_MIN(2, group - 2 * (r % per_group)),
+                           s->scores + (size_t)ith * 2 * cfg->n_ctx);
+      }
+    }
     bn_sync(c, ith, nth);
 
     /* a = rmsnorm(attention; attn_sub_norm), quantized; x += O . a */

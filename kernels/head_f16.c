@@ -10,9 +10,8 @@
  * Written for V8's revectorizer (reference/wasm-256bit.md): per 4 columns of a pair one 16-byte load
  * holds both rows (four f16 each); extend_low/high of it, the shift, the mask, the multiply by one
  * activation load and the add pair up into 256-bit operations (vpmovsxwd, vpslld, vpand, vmulps,
- * vaddps on ymm), the activation load paired with itself (vinserti128). Stores cannot seed a tree in
- * Deno (each carries a bounds check), so each accumulator pair also feeds an i32x4.add (a reduce
- * seed) whose result goes to a volatile stack word once per call. No allocation, no I/O.
+ * vaddps on ymm), the activation load paired with itself (vinserti128); each accumulator pair seeds
+ * the tree (BN_SEED, bn_impl.h). No allocation, no I/O.
  */
 #include "bn_impl.h"
 
@@ -118,9 +117,6 @@ void bn_f16p_prepare(const float *x, uint32_t dim, float *hxs) {
 #define BN_F16P_X()                                                                      \
   const v128_t x0 = wasm_v128_load(xs + 16 * k), x1 = wasm_v128_load(xs + 16 * k + 4); \
   const v128_t x2 = wasm_v128_load(xs + 16 * k + 8), x3 = wasm_v128_load(xs + 16 * k + 12)
-
-/* the reduce seed of an accumulator pair (see the file comment) */
-#define BN_SEED(a, b) wasm_i32x4_add((a), (b))
 
 /* two pairs (rows of p0, then of p1) against xs: out[0..3] */
 static void bn_f16p_quad(const uint16_t *p0, const uint16_t *p1, const float *xs, uint32_t dim, float *out) {

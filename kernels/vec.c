@@ -86,6 +86,28 @@ static float bn_sum_ref(const float *x, uint32_t n) {
   return bn_fold16(s);
 }
 
+/* scores s_h[p] = dot_f32_f16s(qs_h, k_p, hd) * scale of one or two heads (qs1 == 0: one) */
+static void bn_scores_f16s_ref(const float *qs0, const float *qs1, const uint16_t *k, uint32_t hd, uint32_t n,
+                               float scale, float *s0, float *s1) {
+  for (uint32_t p = 0; p < n; p++) {
+    s0[p] = bn_dot_f32_f16s_ref(qs0, k + (size_t)p * hd, hd) * scale;
+    if (qs1) s1[p] = bn_dot_f32_f16s_ref(qs1, k + (size_t)p * hd, hd) * scale;
+  }
+}
+
+/* o_h = sum_p w_h[p] * v_p over p in order (w given times 2^112), of one or two heads (w1 == 0: one) */
+static void bn_values_f16s_ref(const float *w0, const float *w1, const uint16_t *v, uint32_t hd, uint32_t n, float *o0,
+                               float *o1) {
+  for (uint32_t i = 0; i < hd; i++) {
+    o0[i] = 0.0f;
+    if (w1) o1[i] = 0.0f;
+  }
+  for (uint32_t p = 0; p < n; p++) {
+    bn_axpy_f16s_ref(o0, w0[p], v + (size_t)p * hd, hd);
+    if (w1) bn_axpy_f16s_ref(o1, w1[p], v + (size_t)p * hd, hd);
+  }
+}
+
 void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                     const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
 void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
@@ -103,6 +125,8 @@ const bn_ops bn_ops_ref = {
   .sum = bn_sum_ref,
   .head_q7 = bn_head_q7_ref,
   .head_f16p = bn_head_f16p_ref,
+  .scores_f16s = bn_scores_f16s_ref,
+  .values_f16s = bn_values_f16s_ref,
 };
 
 /* ================================ SIMD ================================ */
@@ -230,6 +254,126 @@ static float bn_sum_simd(const float *x, uint32_t n) {
   return bn_fold16_v(s[0], s[1], s[2], s[3]);
 }
 
+/* two heads' scores against each key: the key's f16 conversion is shared (the canonical order of
+ * dot_f32_f16s per head) */
+static void bn_scores_f16s_simd(const float *qs0, const float *qs1, const uint16_t *k, uint32_t hd, uint32_t n,
+                                float scale, float *s0, float *s1) {
+  if (!qs1) {
+    for (uint32_t p = 0; p < n; p++) s0[p] = bn_dot_f32_f16s_simd(qs0, k + (size_t)p * hd, hd) * scale;
+    return;
+  }
+  const v128_t mask = wasm_i32x4_splat(bn_f16k_bits[0]);
+  for (uint32_t p = 0; p < n; p++) {
+    const uint16_t *kp = k + (size_t)p * hd;
+    v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (uint32_t i = 0; i < hd; i += 16) {
+      v128_t f0, f1, f2, f3;
+      bn_f16x8_shifted(wasm_v128_load(kp + i), mask, &f0, &f1);
+      bn_f16x8_shifted(wasm_v128_load(kp + i + 8), mask, &f2, &f3);
+      a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(qs0 + i), f0));
+      a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(qs0 + i + 4), f1));
+      a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(qs0 + i + 8), f2));
+      a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(qs0 + i + 12), f3));
+      b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(wasm_v128_load(qs1 + i), f0));
+      b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(wasm_v128_load(qs1 + i + 4), f1));
+      b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(wasm_v128_load(qs1 + i + 8), f2));
+      b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(wasm_v128_load(qs1 + i + 12), f3));
+    }
+    s0[p] = bn_fold16_v(a0, a1, a2, a3) * scale;
+    s1[p] = bn_fold16_v(b0, b1, b2, b3) * scale;
+  }
+}
+
+/* Values, 32 elements of each head at a time with the sums in registers (one load, conversion,
+ * multiply and add per 4 elements and position; today's axpy also loaded and stored the sums).
+ * Written for V8's revectorizer: one 16-byte load of 8 f16 feeds both halves of 256-bit operations
+ * (extend_low/high: vpmovsxwd ymm), the weight is one load-splat, and each accumulator pair seeds a
+ * tree (BN_SEED, bn_impl.h). */
+#define BN_V_CONV(e) wasm_v128_and(wasm_i32x4_shl((e), 13), mask)
+#define BN_V_STEP(j)                                                                                    \
+  const v128_t r##j = wasm_v128_load(vp + 8 * (j));                                                    \
+  const v128_t l##j = BN_V_CONV(wasm_i32x4_extend_low_i16x8(r##j)), h##j = BN_V_CONV(wasm_i32x4_extend_high_i16x8(r##j))
+#define BN_V_ACC(acc, j, x)                                                                            \
+  acc[2 * (j)] = wasm_f32x4_add(acc[2 * (j)], wasm_f32x4_mul(l##j, (x)));                             \
+  acc[2 * (j) + 1] = wasm_f32x4_add(acc[2 * (j) + 1], wasm_f32x4_mul(h##j, (x)))
+
+static void bn_values32_2h(const float *w0, const float *w1, const uint16_t *v, uint32_t hd, uint32_t n, float *o0,
+                           float *o1) {
+  const v128_t mask = wasm_i32x4_splat(bn_f16k_bits[0]);
+  v128_t a[8], b[8];
+  for (int i = 0; i < 8; i++) a[i] = b[i] = wasm_f32x4_splat(0);
+  uint32_t p = 0;
+  do { /* n >= 1: a do-while keeps clang from copying the body for a zero-trip case */
+    const uint16_t *vp = v + (size_t)p * hd;
+    const v128_t x0 = wasm_v128_load32_splat(w0 + p), x1 = wasm_v128_load32_splat(w1 + p);
+    BN_V_STEP(0);
+    BN_V_STEP(1);
+    BN_V_STEP(2);
+    BN_V_STEP(3);
+    BN_V_ACC(a, 0, x0);
+    BN_V_ACC(a, 1, x0);
+    BN_V_ACC(a, 2, x0);
+    BN_V_ACC(a, 3, x0);
+    BN_V_ACC(b, 0, x1);
+    BN_V_ACC(b, 1, x1);
+    BN_V_ACC(b, 2, x1);
+    BN_V_ACC(b, 3, x1);
+  } while (++p < n);
+  volatile v128_t sink;
+  v128_t seed = wasm_i32x4_splat(0);
+  for (int j = 0; j < 4; j++)
+    seed = wasm_v128_xor(seed, wasm_v128_xor(BN_SEED(a[2 * j], a[2 * j + 1]), BN_SEED(b[2 * j], b[2 * j + 1])));
+  sink = seed;
+  (void)sink;
+  for (int i = 0; i < 8; i++) {
+    wasm_v128_store(o0 + 4 * i, a[i]);
+    wasm_v128_store(o1 + 4 * i, b[i]);
+  }
+}
+
+static void bn_values32_1h(const float *w0, const uint16_t *v, uint32_t hd, uint32_t n, float *o0) {
+  const v128_t mask = wasm_i32x4_splat(bn_f16k_bits[0]);
+  v128_t a[8];
+  for (int i = 0; i < 8; i++) a[i] = wasm_f32x4_splat(0);
+  uint32_t p = 0;
+  do {
+    const uint16_t *vp = v + (size_t)p * hd;
+    const v128_t x0 = wasm_v128_load32_splat(w0 + p);
+    BN_V_STEP(0);
+    BN_V_STEP(1);
+    BN_V_STEP(2);
+    BN_V_STEP(3);
+    BN_V_ACC(a, 0, x0);
+    BN_V_ACC(a, 1, x0);
+    BN_V_ACC(a, 2, x0);
+    BN_V_ACC(a, 3, x0);
+  } while (++p < n);
+  volatile v128_t sink;
+  sink = wasm_v128_xor(wasm_v128_xor(BN_SEED(a[0], a[1]), BN_SEED(a[2], a[3])),
+                       wasm_v128_xor(BN_SEED(a[4], a[5]), BN_SEED(a[6], a[7])));
+  (void)sink;
+  for (int i = 0; i < 8; i++) wasm_v128_store(o0 + 4 * i, a[i]);
+}
+
+static void bn_values_f16s_simd(const float *w0, const float *w1, const uint16_t *v, uint32_t hd, uint32_t n,
+                                float *o0, float *o1) {
+  uint32_t c = 0;
+  for (; c + 32 <= hd; c += 32) {
+    if (w1) bn_values32_2h(w0, w1, v + c, hd, n, o0 + c, o1 + c);
+    else bn_values32_1h(w0, v + c, hd, n, o0 + c);
+  }
+  if (c < hd) { /* a last 16 elements (head_dim is a multiple of 16) */
+    for (uint32_t i = c; i < hd; i++) {
+      o0[i] = 0.0f;
+      if (w1) o1[i] = 0.0f;
+    }
+    for (uint32_t p = 0; p < n; p++) {
+      bn_axpy_f16s_simd(o0 + c, w0[p], v + (size_t)p * hd + c, hd - c);
+      if (w1) bn_axpy_f16s_simd(o1 + c, w1[p], v + (size_t)p * hd + c, hd - c);
+    }
+  }
+}
+
 const bn_ops bn_ops_simd = {
   .dot_f32 = bn_dot_f32_simd,
   .dot_f32_f16 = bn_dot_f32_f16_simd,
@@ -242,6 +386,8 @@ const bn_ops bn_ops_simd = {
   .sum = bn_sum_simd,
   .head_q7 = bn_head_q7_simd,
   .head_f16p = bn_head_f16p_simd,
+  .scores_f16s = bn_scores_f16s_simd,
+  .values_f16s = bn_values_f16s_simd,
 };
 
 const bn_ops *bn_ops_select(uint32_t kernel) { return kernel == BN_KERNEL_REF ? &bn_ops_ref : &bn_ops_simd; }

@@ -161,7 +161,7 @@ export function planMemory(
     att: take(4 * b * shape.dim),
     hb: take(4 * b * shape.ffnDim),
     hb2: take(4 * b * shape.ffnDim),
-    scores: take(4 * sizes.nThreads * sizes.nCtx),
+    scores: take(4 * sizes.nThreads * 2 * sizes.nCtx),
     hq: take(sizes.maxOut * shape.dim),
     hscale: take(4 * sizes.maxOut * (shape.dim / 32)),
     hsum: take(16 * sizes.maxOut * (shape.dim / 32)),
