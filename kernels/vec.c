@@ -62,11 +62,19 @@ static void bn_quantize_i8_ref(const float *x, uint32_t n, int8_t *q, float *sca
   *sum = total;
 }
 
+/* RMSNorm with the sum of squares in double, as bitnet.cpp does (its rounding there is finer than an
+ * f32 sum's; the logits move closer to exact arithmetic, measured with the float64 oracle): each
+ * square is exact in double; 8 partial sums s[i % 8] folded 4-2-1; the scale rounded to f32 once */
+static inline double bn_rms_scale(double sum, uint32_t n, float eps) {
+  return 1.0 / __builtin_sqrt(sum / (double)n + (double)eps);
+}
+
 static void bn_rmsnorm_ref(float *y, const float *x, const float *w, uint32_t n, float eps) {
-  float s[16] = { 0 };
-  for (uint32_t i = 0; i < n; i++) s[i & 15] = s[i & 15] + x[i] * x[i];
-  const float scale = 1.0f / __builtin_sqrtf(bn_fold16(s) / (float)n + eps);
-  for (uint32_t i = 0; i < n; i++) y[i] = (x[i] * scale) * w[i];
+  double s[8] = { 0 };
+  for (uint32_t i = 0; i < n; i++) s[i & 7] = s[i & 7] + (double)x[i] * (double)x[i];
+  for (int j = 0; j < 4; j++) s[j] = s[j] + s[j + 4];
+  const double scale = bn_rms_scale((s[0] + s[2]) + (s[1] + s[3]), n, eps);
+  for (uint32_t i = 0; i < n; i++) y[i] = (float)(((double)x[i] * scale) * (double)w[i]);
 }
 
 /* y += a * x for f16 x, given as = a * 2^112: x's bits shifted into place are x * 2^-112 exactly,
@@ -216,10 +224,26 @@ static void bn_quantize_i8_simd(const float *x, uint32_t n, int8_t *q, float *sc
 }
 
 static void bn_rmsnorm_simd(float *y, const float *x, const float *w, uint32_t n, float eps) {
-  const float scale = 1.0f / __builtin_sqrtf(bn_dot_f32_simd(x, x, n) / (float)n + eps);
-  const v128_t vs = wasm_f32x4_splat(scale);
-  for (uint32_t i = 0; i < n; i += 4)
-    wasm_v128_store(y + i, wasm_f32x4_mul(wasm_f32x4_mul(wasm_v128_load(x + i), vs), wasm_v128_load(w + i)));
+  /* d0: s[0..1], d1: s[2..3], d2: s[4..5], d3: s[6..7] of bn_rmsnorm_ref */
+  v128_t d0 = wasm_f64x2_splat(0), d1 = d0, d2 = d0, d3 = d0;
+  for (uint32_t i = 0; i < n; i += 8) {
+    const v128_t a = wasm_v128_load(x + i), b = wasm_v128_load(x + i + 4);
+    const v128_t a0 = wasm_f64x2_promote_low_f32x4(a), a1 = wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(a, a, 2, 3, 2, 3));
+    const v128_t b0 = wasm_f64x2_promote_low_f32x4(b), b1 = wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(b, b, 2, 3, 2, 3));
+    d0 = wasm_f64x2_add(d0, wasm_f64x2_mul(a0, a0));
+    d1 = wasm_f64x2_add(d1, wasm_f64x2_mul(a1, a1));
+    d2 = wasm_f64x2_add(d2, wasm_f64x2_mul(b0, b0));
+    d3 = wasm_f64x2_add(d3, wasm_f64x2_mul(b1, b1));
+  }
+  const v128_t e = wasm_f64x2_add(wasm_f64x2_add(d0, d2), wasm_f64x2_add(d1, d3));
+  const v128_t vs = wasm_f64x2_splat(bn_rms_scale(wasm_f64x2_extract_lane(e, 0) + wasm_f64x2_extract_lane(e, 1), n, eps));
+  for (uint32_t i = 0; i < n; i += 4) {
+    const v128_t a = wasm_v128_load(x + i), b = wasm_v128_load(w + i);
+    const v128_t lo = wasm_f64x2_mul(wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(a), vs), wasm_f64x2_promote_low_f32x4(b));
+    const v128_t hi = wasm_f64x2_mul(wasm_f64x2_mul(wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(a, a, 2, 3, 2, 3)), vs),
+                                     wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(b, b, 2, 3, 2, 3)));
+    wasm_v128_store(y + i, wasm_i32x4_shuffle(wasm_f32x4_demote_f64x2_zero(lo), wasm_f32x4_demote_f64x2_zero(hi), 0, 1, 4, 5));
+  }
 }
 
 static void bn_axpy_f16s_simd(float *y, float as, const uint16_t *x, uint32_t n) {

@@ -139,26 +139,47 @@ for (const head of ["file", "q8_0", "q7"] as const) {
   );
 }
 
+/**
+ * Largest gap between the engine's best logit and the logit of PyTorch's choice where the two may
+ * choose differently. PyTorch's continuations come from float32 arithmetic; the engine rounds some
+ * steps more finely (RMSNorm in double), so at a near tie the two can part: "The man was a man, but
+ * he was a man, and" continues with id 69 in exact arithmetic (the float64 oracle, tests/_oracle.ts:
+ * 4.53051 against 4.52700 for PyTorch's 473), which the engine follows.
+ */
+const NEAR_TIE = 0.01;
+
 Deno.test("greedy continuations match PyTorch's until a near tie", async () => {
   await withEngine("file", async (e) => {
-    let exact = 0;
+    const rt = e.runtime, V = rt.config.nVocab;
+    const next = async (tokens: number[], from: number) => {
+      const logits = await rt.forward({
+        tokens,
+        pos: tokens.map((_, i) => from + i),
+        slot: tokens.map(() => 0),
+        outIdx: [tokens.length - 1],
+      });
+      return logits.slice(0, V);
+    };
+    let exact = 0, compared = 0;
     for (const g of ref.greedy) {
-      const ids: number[] = [];
-      for await (
-        const ev of e.generate({
-          prompt: g.prompt_ids,
-          maxTokens: g.ids.length,
-          sampling: { temperature: 0 },
-          stopTokens: [],
-        })
-      ) {
-        if (ev.type === "token") ids.push(ev.id);
+      let row = await next(g.prompt_ids, 0), i = 0;
+      for (; i < g.ids.length; i++) {
+        const best = argmax(row);
+        if (best !== g.ids[i]) {
+          const gap = row[best] - row[g.ids[i]];
+          assert(
+            gap <= NEAR_TIE,
+            `${g.text}: token ${i} is ${best}, PyTorch's ${g.ids[i]} is ${gap} below it`,
+          );
+          break;
+        }
+        row = await next([g.ids[i]], g.prompt_ids.length + i);
       }
-      if (ids.join() === g.ids.join()) exact++;
-      // both are greedy over the same weights: the first tokens must agree
-      assertEquals(ids.slice(0, 8), g.ids.slice(0, 8), g.text);
+      compared += i;
+      if (i === g.ids.length) exact++;
     }
     assert(exact >= ref.greedy.length / 2, `${exact}/${ref.greedy.length} continuations identical`);
+    assert(compared >= 8 * ref.greedy.length, `only ${compared} tokens agree before a near tie`);
   });
 });
 
