@@ -202,6 +202,18 @@ void bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t r
 BN_EXPORT(bn_dot_f32_f16_probe)
 float bn_dot_f32_f16_probe(uint32_t kernel, const float *a, const uint16_t *b, uint32_t n, int32_t prescaled);
 BN_EXPORT(bn_f16_check) int32_t bn_f16_check(const uint16_t *src, uint32_t n);
+/* test probes (probe.c): single ops of the `kernel` variant. head_f16p: logits[v0, v1) of an F16P
+ * matrix against x (hxs: 2*dim+4 floats of scratch); attention: scores (times `scale`) then values
+ * of one head (qs1 == 0) or two, queries given times 2^112, the scores turned into the values'
+ * weights as they are (the caller picks values in range); rmsnorm: y = rmsnorm(x) * w */
+BN_EXPORT(bn_head_f16p_probe)
+void bn_head_f16p_probe(uint32_t kernel, const uint16_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *x,
+                        float *hxs, float *logits, uint32_t nv);
+BN_EXPORT(bn_embed_f16p_probe) void bn_embed_f16p_probe(const uint16_t *w, uint32_t nv, uint32_t dim, uint32_t v, float *out);
+BN_EXPORT(bn_attention_probe)
+void bn_attention_probe(uint32_t kernel, const float *qs0, const float *qs1, const uint16_t *k, const uint16_t *v,
+                        uint32_t hd, uint32_t n, float scale, float *s0, float *s1, float *o0, float *o1);
+BN_EXPORT(bn_rmsnorm_probe) void bn_rmsnorm_probe(uint32_t kernel, float *y, const float *x, const float *w, uint32_t n, float eps);
 /* BN_PROF_STRIDE: doubles per thread in state.prof (the host checks its copy of the part list) */
 BN_EXPORT(bn_prof_stride) uint32_t bn_prof_stride(void);
 

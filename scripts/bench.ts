@@ -1,9 +1,13 @@
 /**
  * `deno task bench`: load time, TTFT, prefill and decode speed, aggregate decode at 1/4/8 streams,
- * peak RSS, bytes streamed per token and implied GB/s, for each thread count x kernel x head mode.
- * Every configuration runs in a child process (`bench/child.ts`, with the V8 flags of the serve task:
- * wasm fully optimized with `--no-liftoff`, 256-bit fusing with `--experimental-wasm-revectorize`) so
- * its peak RSS is its own. Writes JSON and prints a markdown table.
+ * peak RSS, bytes streamed per token and implied GB/s, for each thread count x kernel x head mode,
+ * each with V8's revectorizer off and on (`--experimental-wasm-revectorize`, which fuses the
+ * kernels written for it into 256-bit code; the flag is process-wide, so the two run in separate
+ * children, interleaved), with the fused/unfused ratios, and a per-part profile of decode and
+ * prefill steps (`bench/profile.ts`). Every configuration runs in child processes (`bench/child.ts`,
+ * with the V8 flags of the serve task, wasm fully optimized with `--no-liftoff`, and the
+ * revectorizer as the run asks) so that its peak RSS is its own. Writes JSON and prints markdown
+ * tables.
  *
  * ```sh
  * deno task bench                               # 2B4T-shaped synthetic model, threads 1 and 2
@@ -14,8 +18,9 @@
  *
  * Options: `--model FILE` (default: `bench/2b4t-i2_s.gguf`, generated when missing), `--threads
  * 1,2` (default 1, 2 and the core count), `--kernel ref|simd128|relaxed` (default: detected),
- * `--head file|q8_0|q7|file,q7` (default file), `--json FILE` (default `bench/last.json`), `--md FILE` (default:
- * stdout), `--compare FILE`, `--from FILE`, `--reps N`, `--quick`, `--no-cold-start`.
+ * `--head file|q8_0|q7|file,q7` (default file), `--revec off|on|both` (default both), `--json FILE`
+ * (default `bench/last.json`), `--md FILE` (default: stdout), `--compare FILE`, `--from FILE`,
+ * `--reps N`, `--quick`, `--no-cold-start`, `--no-profile`.
  *
  * @module
  */
@@ -27,7 +32,7 @@ import { detectKernel, type KernelVariant } from "../wasm/loader.ts";
 import { synthModel } from "./synth_model.ts";
 import { readProc } from "./bench/_proc.ts";
 import { measureColdStart, serveFlags } from "./bench/cold_start.ts";
-import { compare, markdown } from "./bench/report.ts";
+import { compare, fusedRatios, markdown, profileTables } from "./bench/report.ts";
 import {
   type BenchResult,
   type ChildConfig,
@@ -35,6 +40,7 @@ import {
   type MachineInfo,
   type ModelSummary,
   type MultiResult,
+  type ProfileResult,
   RESULT_VERSION,
   type RunResult,
   type SingleResult,
@@ -58,6 +64,7 @@ export const WORKLOADS: Readonly<Record<"full" | "quick", Workload>> = {
     reps: 3,
     singleCtx: 4096,
     multiCtx: 512,
+    profileLongPos: 2048,
   },
   quick: {
     ppTokens: 128,
@@ -68,11 +75,16 @@ export const WORKLOADS: Readonly<Record<"full" | "quick", Workload>> = {
     reps: 1,
     singleCtx: 4096,
     multiCtx: 256,
+    profileLongPos: 256,
   },
 };
 
 const KERNELS: readonly KernelVariant[] = ["ref", "simd128", "relaxed"];
 const HEADS: readonly HeadMode[] = ["file", "q8_0", "q7"];
+const REVEC = ["off", "on", "both"] as const;
+
+/** V8's flag for its revectorizer (reference/wasm-256bit.md). */
+export const REVEC_V8_FLAG = "--experimental-wasm-revectorize";
 
 /** Parsed command line. */
 export interface BenchArgs {
@@ -87,6 +99,9 @@ export interface BenchArgs {
   readonly quick: boolean;
   readonly reps: number | null;
   readonly coldStart: boolean;
+  /** Run the children with V8's revectorizer off, on, or both (interleaved). */
+  readonly revec: typeof REVEC[number];
+  readonly profile: boolean;
 }
 
 function list<T extends string>(s: string, allowed: readonly T[], what: string): T[] {
@@ -119,14 +134,17 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
       from: { type: "string" },
       reps: { type: "string" },
       quick: { type: "boolean" },
+      revec: { type: "string" },
       "no-cold-start": { type: "boolean" },
+      "no-profile": { type: "boolean" },
       help: { type: "boolean" },
     },
   });
   if (v.help) {
     console.log(
       "deno task bench [--model FILE] [--threads 1,2] [--kernel ref|simd128|relaxed] [--head file,q8_0,q7]\n" +
-        "                [--json FILE] [--md FILE] [--compare FILE] [--from FILE] [--reps N] [--quick] [--no-cold-start]",
+        "                [--revec off|on|both] [--json FILE] [--md FILE] [--compare FILE] [--from FILE] [--reps N]\n" +
+        "                [--quick] [--no-cold-start] [--no-profile]",
     );
     Deno.exit(0);
   }
@@ -153,6 +171,8 @@ export function parseBenchArgs(args: readonly string[]): BenchArgs {
     quick: v.quick ?? false,
     reps,
     coldStart: !v["no-cold-start"],
+    revec: list(v.revec ?? "both", REVEC, "revec")[0],
+    profile: !v["no-profile"],
   };
 }
 
@@ -205,9 +225,14 @@ function warmPageCache(path: string): void {
   while ((file.readSync(buf) ?? 0) > 0) { /* read through */ }
 }
 
-/** The serve task's V8 flags (wasm fully optimized, V8's revectorizer on), so the bench cannot drift from it. */
-function childV8Flags(): string {
-  return serveFlags().find((f) => f.startsWith("--v8-flags=")) ?? "--v8-flags=--no-liftoff";
+/**
+ * The serve task's V8 flags (wasm fully optimized), so the bench cannot drift from it, with V8's
+ * revectorizer on or off as the child is asked to run.
+ */
+function childV8Flags(revec: boolean): string {
+  const serve = serveFlags().find((f) => f.startsWith("--v8-flags="))?.slice("--v8-flags=".length);
+  const flags = (serve ?? "--no-liftoff").split(",").filter((f) => f && f !== REVEC_V8_FLAG);
+  return `--v8-flags=${[...flags, ...(revec ? [REVEC_V8_FLAG] : [])].join(",")}`;
 }
 
 /** Runs one child configuration and returns its JSON line. */
@@ -219,7 +244,7 @@ async function runChild<T>(cfg: ChildConfig): Promise<T> {
       "--allow-env",
       "--allow-run=cat",
       "--no-prompt",
-      childV8Flags(),
+      childV8Flags(cfg.revec),
       CHILD,
       JSON.stringify(cfg),
     ],
@@ -230,7 +255,11 @@ async function runChild<T>(cfg: ChildConfig): Promise<T> {
   }).output();
   const text = new TextDecoder().decode(out.stdout).trim();
   if (!out.success) {
-    throw new Error(`bench child (${cfg.mode}, ${cfg.threads} threads) failed with code ${out.code}`);
+    throw new Error(
+      `bench child (${cfg.mode}, ${cfg.threads} threads, revectorizer ${
+        cfg.revec ? "on" : "off"
+      }) failed with code ${out.code}`,
+    );
   }
   return JSON.parse(text.slice(text.lastIndexOf("\n") + 1)) as T;
 }
@@ -243,14 +272,41 @@ export async function runBench(args: BenchArgs): Promise<BenchResult> {
   const workload: Workload = { ...base, reps: args.reps ?? base.reps };
   warmPageCache(model);
   const measured: Omit<RunResult, "bandwidthFraction">[] = [];
+  const modes = args.revec === "both" ? [false, true] : [args.revec === "on"];
+  const on = (revec: boolean) => `revectorizer ${revec ? "on" : "off"}`;
   for (const head of args.heads) {
     for (const threads of args.threads) {
       console.error(`bench: ${summary.file}, ${threads} thread(s), kernel ${args.kernel}, head ${head}`);
+      // fused and unfused children alternate, so that a change in the machine's load hits both
       const cfg = { model, threads, kernel: args.kernel, head, workload, seed: 1234 };
-      const single = await runChild<SingleResult>({ ...cfg, mode: "single" });
-      const multi = await runChild<MultiResult>({ ...cfg, mode: "multi" });
-      const impliedGBs = (single.bytesPerToken.total * single.tgTokPerSec) / 1e9;
-      measured.push({ threads, kernel: args.kernel, head, single, multi, impliedGBs });
+      const single = new Map<boolean, SingleResult>(), multi = new Map<boolean, MultiResult>();
+      const profile = new Map<boolean, ProfileResult>();
+      for (const revec of modes) {
+        console.error(`bench: single stream, ${on(revec)}`);
+        single.set(revec, await runChild<SingleResult>({ ...cfg, revec, mode: "single" }));
+      }
+      for (const revec of modes) {
+        console.error(`bench: streams, ${on(revec)}`);
+        multi.set(revec, await runChild<MultiResult>({ ...cfg, revec, mode: "multi" }));
+      }
+      for (const revec of args.profile ? modes : []) {
+        console.error(`bench: step profile, ${on(revec)}`);
+        profile.set(revec, await runChild<ProfileResult>({ ...cfg, revec, mode: "profile" }));
+      }
+      for (const revec of modes) {
+        const s = single.get(revec)!;
+        const impliedGBs = (s.bytesPerToken.total * s.tgTokPerSec) / 1e9;
+        measured.push({
+          threads,
+          kernel: args.kernel,
+          head,
+          revec,
+          single: s,
+          multi: multi.get(revec)!,
+          profile: profile.get(revec) ?? null,
+          impliedGBs,
+        });
+      }
     }
   }
   const bw = measured.length ? Math.max(...measured.map((r) => r.single.bandwidthGBs)) : null;
@@ -289,7 +345,7 @@ if (import.meta.main) {
       Deno.writeTextFileSync(args.json, JSON.stringify(result, null, 2) + "\n");
       console.error(`bench: wrote ${args.json}`);
     }
-    const md = markdown(result);
+    const md = [markdown(result), fusedRatios(result), profileTables(result)].filter(Boolean).join("\n\n");
     if (args.md) Deno.writeTextFileSync(args.md, md + "\n");
     else console.log(md);
     if (baseline) console.log("\n" + compare(baseline, result));

@@ -111,6 +111,33 @@ interface BnExports {
   bn_f16p_place(src: number, dst: number, row0: number, rows: number, dim: number, nv: number): void;
   bn_dot_f32_f16_probe(kernel: number, a: number, b: number, n: number, prescaled: number): number;
   bn_prof_stride(): number;
+  bn_head_f16p_probe(
+    kernel: number,
+    w: number,
+    dim: number,
+    v0: number,
+    v1: number,
+    x: number,
+    hxs: number,
+    logits: number,
+    nv: number,
+  ): void;
+  bn_embed_f16p_probe(w: number, nv: number, dim: number, v: number, out: number): void;
+  bn_attention_probe(
+    kernel: number,
+    qs0: number,
+    qs1: number,
+    k: number,
+    v: number,
+    hd: number,
+    n: number,
+    scale: number,
+    s0: number,
+    s1: number,
+    o0: number,
+    o1: number,
+  ): void;
+  bn_rmsnorm_probe(kernel: number, y: number, x: number, w: number, n: number, eps: number): void;
 }
 
 const WASM_DIR = new URL("./", import.meta.url);
@@ -358,6 +385,54 @@ export class WasmHost extends KernelHelpers {
   /** Test probe: the `kernel` variant's F32 x F16 dot of n values, or its pre-scaled form (a = x * 2^112). */
   dotF32F16(kernel: number, a: number, b: number, n: number, prescaled: boolean): number {
     return this.x.bn_dot_f32_f16_probe(kernel, a, b, n, prescaled ? 1 : 0);
+  }
+
+  /**
+   * Test probe: logits [v0, v1) of the `kernel` variant's F16P head (a [nv][dim] matrix at `w`, placed
+   * by {@linkcode KernelHelpers.placeF16p}) against the activation row at `x`; `hxs` is 2*dim+4
+   * floats of scratch.
+   */
+  headF16p(
+    kernel: number,
+    w: number,
+    dim: number,
+    v0: number,
+    v1: number,
+    x: number,
+    hxs: number,
+    logits: number,
+    nv: number,
+  ): void {
+    this.x.bn_head_f16p_probe(kernel, w, dim, v0, v1, x, hxs, logits, nv);
+  }
+
+  /** Test probe: row `v` of an F16P matrix as f32 at `out`. */
+  embedF16p(w: number, nv: number, dim: number, v: number, out: number): void {
+    this.x.bn_embed_f16p_probe(w, nv, dim, v, out);
+  }
+
+  /**
+   * Test probe: the `kernel` variant's attention ops for one head (qs1 = 0) or two: scores of the
+   * queries (times 2^112) against n keys of hd f16 at `k`, times `scale`, into s0/s1, then the values
+   * weighted by those scores (times 2^112) into o0/o1.
+   */
+  attention(
+    kernel: number,
+    qs: readonly [number, number],
+    k: number,
+    v: number,
+    hd: number,
+    n: number,
+    scale: number,
+    s: readonly [number, number],
+    o: readonly [number, number],
+  ): void {
+    this.x.bn_attention_probe(kernel, qs[0], qs[1], k, v, hd, n, scale, s[0], s[1], o[0], o[1]);
+  }
+
+  /** Test probe: the `kernel` variant's RMSNorm, y = x / rms(x) * w (n floats). */
+  rmsnorm(kernel: number, y: number, x: number, w: number, n: number, eps: number): void {
+    this.x.bn_rmsnorm_probe(kernel, y, x, w, n, eps);
   }
 
   /** `bn_ctx_check`: 0 when the written config can run. */

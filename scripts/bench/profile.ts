@@ -1,8 +1,11 @@
 /**
  * The per-part profile of a decode step and a prefill step (bench child mode `profile`): the kernels
- * time each part of a forward step on every worker (kernels/prof.c, a clock imported from the host),
- * and the runtime adds what happens around them (`ModelRuntime.setProfiling`). Decode is profiled
- * at the tg run's mean position and at a long context; prefill as one step of `ppTokens` tokens.
+ * time each part of a forward step on every worker (kernels/prof.c, a clock imported from the host:
+ * ms of work, and of waiting in the barrier after it), and the runtime adds what happens around
+ * them (`ModelRuntime.setProfiling`: workers waking up, the host seeing the end). Decode is
+ * profiled at the tg run's mean position and at `profileLongPos` (attention over a long cache),
+ * prefill as steps of `ppTokens` tokens. The clock calls cost about a microsecond per part and
+ * layer, so the profiled step is a little slower than an unprofiled one.
  *
  * @module
  */
@@ -43,7 +46,7 @@ async function decodeProfile(rt: ModelRuntime, token: () => number, pos: number)
 /** Runs the profile child: load, fill the cache, profile. */
 export async function runProfile(cfg: ChildConfig): Promise<ProfileResult> {
   const w = cfg.workload;
-  const longPos = w.singleCtx - DECODE_STEPS;
+  const longPos = Math.min(w.profileLongPos, w.singleCtx - DECODE_STEPS);
   const { runtime: rt } = await loadModel(cfg.model, {
     threads: cfg.threads,
     kernel: cfg.kernel,
@@ -70,10 +73,21 @@ export async function runProfile(cfg: ChildConfig): Promise<ProfileResult> {
     rt.setProfiling(false);
     log(`prefill of ${w.ppTokens}: ${prefill.stepMs.toFixed(1)} ms/step`);
 
-    await fill(rt, prompt(longPos - w.ppTokens), w.ppTokens); // the rest of the context
+    await fill(rt, prompt(Math.max(0, longPos - w.ppTokens)), w.ppTokens); // the rest of the context
     const decodeLong = await decodeProfile(rt, token, longPos);
     log(`decode at position ${longPos}: ${decodeLong.stepMs.toFixed(2)} ms/token`);
-    return { mode: "profile", decode, decodePos: shortPos, prefill, decodeLong, decodeLongPos: longPos };
+    const c = rt.config;
+    const ternary = c.nLayers * (2 * c.dim * c.dim + 2 * c.kvDim * c.dim + 3 * c.dim * c.ffnDim);
+    const macs = { ternary, head: c.nVocab * c.dim };
+    return {
+      mode: "profile",
+      decode,
+      decodePos: shortPos,
+      prefill,
+      decodeLong,
+      decodeLongPos: longPos,
+      macs,
+    };
   } finally {
     await rt.close();
   }

@@ -4,7 +4,9 @@
  * @module
  */
 import { formatBytes } from "../../engine/model/memory_plan.ts";
-import type { BenchResult, RunResult } from "./result.ts";
+import type { StepProfile } from "../../engine/run/step_profile.ts";
+import { PROFILE_PARTS } from "../../wasm/loader.ts";
+import type { BenchResult, ProfileResult, RunResult } from "./result.ts";
 
 const f = (x: number | null | undefined, digits = 1) =>
   x === null || x === undefined ? "n/a" : x.toFixed(digits);
@@ -43,6 +45,7 @@ export function markdown(r: BenchResult): string {
     "model",
     "threads",
     "kernel",
+    "fused",
     "head",
     "load",
     `TTFT(${w.ppTokens})`,
@@ -59,6 +62,7 @@ export function markdown(r: BenchResult): string {
       r.model.file,
       String(run.threads),
       run.kernel,
+      run.revec ? "on" : "off",
       `${run.head} (${s.headType})`,
       ms(s.loadMs),
       ms(s.ttftMs.median),
@@ -85,8 +89,122 @@ export function markdown(r: BenchResult): string {
     `k streams: aggregate tok/s of k concurrent greedy requests of ${w.streamTokens} tokens` +
     (multiCtx ? ` (${multiCtx.nSlots} slots x ${multiCtx.nCtx} ctx)` : "") +
     `. peak RSS: VmHWM at ${w.singleCtx} ctx x 1 slot with the whole KV cache resident. ` +
-    `bytes/token: weights + LM head + KV read at the tg run's mean position; GB/s = bytes/token x tg tok/s.`,
+    `bytes/token: weights + LM head + KV read at the tg run's mean position; GB/s = bytes/token x tg tok/s. ` +
+    `fused: V8's revectorizer on (\`--experimental-wasm-revectorize\`: 256-bit AVX2 code for the kernels written for it).`,
   ].join("\n");
+}
+
+const configKey = (x: RunResult) => `${x.threads} threads, ${x.kernel}, head ${x.head}`;
+
+/**
+ * Fused against unfused in the same run (their children alternated): each metric of the runs that
+ * have both, with the fused/unfused ratio (above 1: fused is better, for every metric). Empty when no
+ * configuration ran both ways.
+ */
+export function fusedRatios(r: BenchResult): string {
+  const pairs = new Map<string, { off?: RunResult; on?: RunResult }>();
+  for (const run of r.runs) {
+    const p = pairs.get(configKey(run)) ?? {};
+    p[run.revec ? "on" : "off"] = run;
+    pairs.set(configKey(run), p);
+  }
+  const lines: string[] = [];
+  for (const [key, { off, on }] of pairs) {
+    if (!off || !on) continue;
+    for (const m of metrics(r)) {
+      const a = m.get(off), b = m.get(on);
+      if (a === null || b === null || a === 0 || b === 0) continue;
+      const ratio = m.higherIsBetter ? b / a : a / b;
+      lines.push(`| ${key} | ${m.name} | ${m.fmt(a)} | ${m.fmt(b)} | ${ratio.toFixed(2)}x |`);
+    }
+  }
+  if (!lines.length) return "";
+  return [
+    "Fused (V8's revectorizer on) against unfused, same run, children alternating:",
+    "",
+    "| configuration | metric | unfused | fused | fused gain |",
+    "| --- | --- | --- | --- | --- |",
+    ...lines,
+  ].join("\n");
+}
+
+const PART_NAMES: Readonly<Record<typeof PROFILE_PARTS[number], string>> = {
+  embed: "embedding",
+  norm: "RMSNorms",
+  quant: "activation quantization",
+  qkv: "Q, K, V (+ RoPE, KV cache)",
+  attention: "attention",
+  wo: "attention output (O)",
+  gate_up: "FFN gate and up",
+  act: "relu^2 x up",
+  down: "FFN down",
+  head_prep: "final norm",
+  head: "LM head",
+};
+
+/** ms per step of one part as the wall clock sees it: work and the barrier wait after it (mean over threads). */
+const wall = (p: StepProfile, part: typeof PROFILE_PARTS[number]) => p.parts[part].work + p.parts[part].wait;
+
+function profileTable(
+  runs: readonly RunResult[],
+  title: string,
+  pick: (p: ProfileResult) => StepProfile,
+  tokens: number,
+): string {
+  const cols = runs.map((x) => `${x.threads}t ${x.head} ${x.revec ? "fused" : "unfused"}`);
+  const cell = (fn: (p: StepProfile) => number) =>
+    runs.map((x) => (fn(pick(x.profile!)) / tokens).toFixed(2));
+  const rows = PROFILE_PARTS.map((part) => [PART_NAMES[part], ...cell((p) => wall(p, part))]);
+  rows.push([
+    "of these, barrier waits",
+    ...cell((p) => PROFILE_PARTS.reduce((s, part) => s + p.parts[part].wait, 0)),
+  ]);
+  rows.push(["workers waking up", ...cell((p) => p.wakeMs)]);
+  rows.push(["host seeing the end", ...cell((p) => p.doneMs)]);
+  rows.push(["step (host clock)", ...cell((p) => p.stepMs)]);
+  // G multiply-adds/s per core: each thread's share of a step's multiply-adds over its work time
+  const rate = (macs: (x: RunResult) => number, parts: readonly (typeof PROFILE_PARTS[number])[]) =>
+    runs.map((x) => {
+      const ms = parts.reduce((s, part) => s + pick(x.profile!).parts[part].work, 0);
+      return ms > 0 ? (macs(x) / x.threads / (ms * 1e6)).toFixed(1) : "n/a";
+    });
+  // every profiled step wants one row of logits
+  rows.push(["LM head G MAC/s per core", ...rate((x) => x.profile!.macs.head, ["head"])]);
+  rows.push([
+    "ternary G MAC/s per core",
+    ...rate((x) => x.profile!.macs.ternary * tokens, ["qkv", "wo", "gate_up", "down"]),
+  ]);
+  return [
+    title,
+    "",
+    `| part | ${cols.join(" | ")} |`,
+    `| --- | ${cols.map(() => "---").join(" | ")} |`,
+    ...rows.map((cells) => `| ${cells.join(" | ")} |`),
+  ].join("\n");
+}
+
+/**
+ * Where the time of a step goes: ms per token of each part (its work and the barrier wait after
+ * it, mean over threads) for decode at the tg run's mean position, decode at the long position, and
+ * prefill; plus the workers' wake-up, the host's view of the step, and G multiply-adds/s per core of
+ * the LM head and the ternary matmuls. Empty when no run has a profile.
+ */
+export function profileTables(r: BenchResult): string {
+  const runs = r.runs.filter((x) => x.profile);
+  if (!runs.length) return "";
+  const p0 = runs[0].profile!, pp = r.workload.ppTokens;
+  return [
+    profileTable(runs, `Decode step at position ${p0.decodePos}, ms per token:`, (p) => p.decode, 1),
+    profileTable(runs, `Decode step at position ${p0.decodeLongPos}, ms per token:`, (p) => p.decodeLong, 1),
+    profileTable(
+      runs,
+      `Prefill steps of ${pp} tokens (one row of logits), ms per token:`,
+      (p) => p.prefill,
+      pp,
+    ),
+    "Each part: its work and the barrier wait after it, mean over the threads (kernels/prof.c, a clock " +
+    "imported from the host; profiled steps run about 1% slower than plain ones).",
+  ].join("\n\n");
 }
 
 interface Metric {
@@ -141,7 +259,7 @@ export function change(old: number | null, cur: number | null, higherIsBetter: b
   return `${s} (${(pct > 0) === higherIsBetter ? "better" : "worse"})`;
 }
 
-const runKey = (x: RunResult) => `${x.threads} threads, ${x.kernel}, head ${x.head}`;
+const runKey = (x: RunResult) => `${configKey(x)}${x.revec ? ", fused" : ""}`;
 
 /**
  * Each metric of `cur` against `old` (matched by threads, kernel and head) as a markdown table,

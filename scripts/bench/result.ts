@@ -9,7 +9,7 @@ import type { KernelVariant } from "../../wasm/loader.ts";
 import type { StepProfile } from "../../engine/run/step_profile.ts";
 
 /** Bump when a field changes meaning; `--compare` warns across versions. */
-export const RESULT_VERSION = 1;
+export const RESULT_VERSION = 2;
 
 /** How many tokens each measurement uses (smaller in `--quick` mode). */
 export interface Workload {
@@ -29,12 +29,16 @@ export interface Workload {
   readonly singleCtx: number;
   /** Context of the multi-stream child (its slots = the largest stream count). */
   readonly multiCtx: number;
+  /** Position of the profile's long-context decode steps (`bench/profile.ts`). */
+  readonly profileLongPos: number;
 }
 
 /** What one child is asked to run. */
 export interface ChildConfig {
   readonly mode: "single" | "multi" | "profile";
   readonly model: string;
+  /** Run with V8's revectorizer (`--experimental-wasm-revectorize`: 256-bit code where it fuses). */
+  readonly revec: boolean;
   readonly threads: number;
   readonly kernel: KernelVariant;
   readonly head: HeadMode;
@@ -124,18 +128,24 @@ export interface ProfileResult {
   readonly decodePos: number;
   /** One prefill step of `ppTokens` tokens. */
   readonly prefill: StepProfile;
-  /** Decode steps near the end of a `singleCtx` context (attention over the whole cache). */
+  /** Decode steps at `profileLongPos` (attention over a long cache). */
   readonly decodeLong: StepProfile;
   readonly decodeLongPos: number;
+  /** Multiply-adds of one token: the ternary projections and the LM head. */
+  readonly macs: { readonly ternary: number; readonly head: number };
 }
 
-/** One configuration (threads x kernel x head): both children's results. */
+/** One configuration (threads x kernel x head x fused or not): its children's results. */
 export interface RunResult {
   readonly threads: number;
   readonly kernel: KernelVariant;
   readonly head: HeadMode;
+  /** The children ran with V8's revectorizer (absent in version 1 results: off). */
+  readonly revec?: boolean;
   readonly single: SingleResult;
   readonly multi: MultiResult;
+  /** Per-part profile of decode and prefill steps (null: not run, `--no-profile`). */
+  readonly profile?: ProfileResult | null;
   /** bytesPerToken.total x tg tok/s, in GB/s (1e9 bytes). */
   readonly impliedGBs: number;
   /** impliedGBs / machine.bandwidthGBs (null when nothing was measured). */

@@ -1,10 +1,11 @@
 /**
  * `deno task bench` end to end in `--quick` mode on a tiny synthetic model: the JSON has every
- * field with sane values, the markdown table is printed, and `--compare` prints each metric's
- * change. No timing assertions (the numbers depend on the machine).
+ * field with sane values for each configuration with V8's revectorizer off and on, the markdown
+ * tables (results, fused/unfused ratios, per-part step profiles) are printed, and `--compare` prints
+ * each metric's change. No timing assertions (the numbers depend on the machine).
  */
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { change, compare, markdown } from "../../scripts/bench/report.ts";
+import { change, compare, fusedRatios, markdown, profileTables } from "../../scripts/bench/report.ts";
 import type { BenchResult, RunResult } from "../../scripts/bench/result.ts";
 import { parseBenchArgs, WORKLOADS } from "../../scripts/bench.ts";
 import { tinyModel } from "../_models.ts";
@@ -26,8 +27,8 @@ async function bench(args: string[]): Promise<{ code: number; stdout: string; st
 const positive = (x: unknown, what: string) =>
   assert(typeof x === "number" && Number.isFinite(x) && x > 0, `${what} = ${x}`);
 
-function checkRun(run: RunResult, threads: number) {
-  assertEquals(run.threads, threads);
+function checkRun(run: RunResult, threads: number, revec: boolean) {
+  assertEquals([run.threads, run.revec], [threads, revec]);
   assertEquals(run.head, "file");
   const s = run.single;
   assertEquals([s.mode, s.nCtx, s.nSlots, s.headType], ["single", 4096, 1, "F16"]);
@@ -57,6 +58,17 @@ function checkRun(run: RunResult, threads: number) {
     positive(x.perStreamTokPerSec, "perStreamTokPerSec");
     positive(x.wallMs, "wallMs");
   }
+  const p = run.profile!;
+  assertEquals([p.mode, p.decodePos, p.decodeLongPos], ["profile", 16, 256]);
+  for (const step of [p.decode, p.decodeLong, p.prefill]) {
+    assertEquals(step.threads, threads);
+    assert(step.steps >= 1, `${step.steps} steps profiled`);
+    for (const part of ["qkv", "gate_up", "down", "head"] as const) positive(step.parts[part].work, part);
+    const inside = Object.values(step.parts).reduce((s, t) => s + t.work + t.wait, 0);
+    assert(inside <= step.stepMs * 1.001, `parts ${inside} ms, step ${step.stepMs} ms`);
+  }
+  positive(p.macs.ternary, "macs.ternary");
+  positive(p.macs.head, "macs.head");
 }
 
 /** A copy of `r` whose tg was twice as fast (so the run compared against it is 50% slower). */
@@ -149,7 +161,7 @@ Deno.test("bench --quick writes JSON with every field and prints the table; --co
     assertEquals(run.code, 0, run.stderr);
     const r = JSON.parse(Deno.readTextFileSync(json)) as BenchResult;
 
-    assertEquals([r.version, r.quick], [1, true]);
+    assertEquals([r.version, r.quick], [2, true]);
     assert(!Number.isNaN(Date.parse(r.date)));
     assert(r.machine.cpu.length > 0 && r.machine.cores >= 1 && r.machine.deno === Deno.version.deno);
     assert(["simd128", "relaxed"].includes(r.machine.detectedKernel));
@@ -168,26 +180,34 @@ Deno.test("bench --quick writes JSON with every field and prints the table; --co
     assertEquals(r.workload.ppTokens, 128);
     assert(r.coldStart.ms === null || r.coldStart.ms > 0, JSON.stringify(r.coldStart));
     assert(r.coldStart.note.length > 0);
-    assertEquals(r.runs.map((x) => x.threads), [1, 2]);
-    r.runs.forEach((x, i) => checkRun(x, i + 1));
+    assertEquals(r.runs.map((x) => [x.threads, x.revec]), [[1, false], [1, true], [2, false], [2, true]]);
+    r.runs.forEach((x) => checkRun(x, x.threads, x.revec!));
     assertEquals(r.runs[0].kernel, r.machine.detectedKernel);
 
     assert(
       run.stdout.includes(
-        "| model | threads | kernel | head | load | TTFT(128) | pp128 tok/s | tg16 tok/s |",
+        "| model | threads | kernel | fused | head | load | TTFT(128) | pp128 tok/s | tg16 tok/s |",
       ),
     );
-    assert(
-      run.stdout.includes(`| ${r.model.file} | 2 | ${r.machine.detectedKernel} | file (F16) |`),
-      run.stdout,
-    );
+    for (const fused of ["off", "on"]) {
+      assert(
+        run.stdout.includes(`| ${r.model.file} | 2 | ${r.machine.detectedKernel} | ${fused} | file (F16) |`),
+        run.stdout,
+      );
+    }
+    assert(run.stdout.includes(fusedRatios(r)) && fusedRatios(r).includes("| 2 threads, "), run.stdout);
+    assert(run.stdout.includes(profileTables(r)), run.stdout);
+    assert(profileTables(r).includes("| LM head | "), profileTables(r));
 
     // --from re-renders a saved run without running; --compare prints old -> new per metric
     const old = `${dir}/old.json`;
     Deno.writeTextFileSync(old, JSON.stringify(fasterBaseline(r)));
     const cmp = await bench(["--from", json, "--compare", old, "--md", `${dir}/run.md`]);
     assertEquals(cmp.code, 0, cmp.stderr);
-    assertEquals(Deno.readTextFileSync(`${dir}/run.md`).trim(), markdown(r));
+    assertEquals(
+      Deno.readTextFileSync(`${dir}/run.md`).trim(),
+      [markdown(r), fusedRatios(r), profileTables(r)].join("\n\n"),
+    );
     assert(cmp.stdout.includes("| configuration | metric | old | new | change |"), cmp.stdout);
     assert(
       cmp.stdout.includes("| 1 threads, " + r.runs[0].kernel + ", head file | tg16 tok/s |"),
@@ -214,12 +234,12 @@ Deno.test("markdown() prints the machine line, one row per configuration and the
   );
   assertEquals(
     lines[2],
-    "| model | threads | kernel | head | load | TTFT(128) | pp128 tok/s | tg128 tok/s | 1 stream | 4 streams | 8 streams " +
+    "| model | threads | kernel | fused | head | load | TTFT(128) | pp128 tok/s | tg128 tok/s | 1 stream | 4 streams | 8 streams " +
       "| peak RSS | bytes/token | GB/s |",
   );
   assertEquals(
     lines[5],
-    "| 2b4t-i2_s.gguf | 2 | relaxed | file (F16) | 900 ms | 1600 ms | 80.0 | 10.00 | 5.00 | 20.00 | 40.00 | 1.49 GiB | 1.10 GiB | 11.86 |",
+    "| 2b4t-i2_s.gguf | 2 | relaxed | off | file (F16) | 900 ms | 1600 ms | 80.0 | 10.00 | 5.00 | 20.00 | 40.00 | 1.49 GiB | 1.10 GiB | 11.86 |",
   );
 });
 
@@ -249,20 +269,24 @@ Deno.test("change() gives the signed percentage and says whether it is better", 
 
 Deno.test("parseBenchArgs() reads lists and refuses unknown kernels, heads and thread counts", () => {
   const a = parseBenchArgs(["--threads", "2,1,2", "--head", "file,q8_0", "--kernel", "simd128", "--quick"]);
-  assertEquals([a.threads, a.heads, a.kernel, a.quick, a.model, a.compare], [
+  assertEquals([a.threads, a.heads, a.kernel, a.quick, a.model, a.compare, a.revec, a.profile], [
     [1, 2],
     ["file", "q8_0"],
     "simd128",
     true,
     null,
     null,
+    "both",
+    true,
   ]);
+  const b = parseBenchArgs(["--revec", "on", "--no-profile"]);
+  assertEquals([b.revec, b.profile], ["on", false]);
   assert(a.json.endsWith("/bench/last.json"));
   for (
     const bad of [["--kernel", "avx"], ["--head", "f32"], ["--threads", "0"], ["--threads", "x"], [
       "--reps",
       "0",
-    ]]
+    ], ["--revec", "maybe"]]
   ) {
     let threw = false;
     try {

@@ -10,6 +10,7 @@ import { ForwardAbortedError, type ModelRuntime } from "../../../engine/run/runt
 import type { KernelVariant, TernaryLayout } from "../../../wasm/loader.ts";
 import { Oracle } from "../../_oracle.ts";
 import { tinyModel } from "../../_models.ts";
+import { canRevectorize, runDeno } from "../../_revec_child.ts";
 
 const TOKENS = [1, 17, 33, 99, 5, 200, 7, 8, 300, 42, 11, 256, 3, 77, 150, 499];
 
@@ -190,4 +191,25 @@ Deno.test("the host isolate stays responsive while a forward step runs on the wo
     assert(ms > 20, `the step should take a while to make this meaningful (took ${ms.toFixed(1)} ms)`);
     assert(ticks >= 3, `${ticks} timer ticks during a ${ms.toFixed(0)} ms step`);
   });
+});
+
+Deno.test({
+  name:
+    "forward() logits are bit-identical with V8's revectorizer on and off, across kernels, threads and heads",
+  ignore: !canRevectorize(),
+  async fn() {
+    const child = new URL("./_logits_digest.ts", import.meta.url);
+    const [on, off] = await Promise.all([true, false].map((revec) => runDeno(child, [], { revec })));
+    const fused = JSON.parse(on) as Record<string, string>, plain = JSON.parse(off) as Record<string, string>;
+    assertEquals(fused, plain, "fused and unfused logits differ");
+    // and within a run, every kernel variant and thread count gives the same logits per model and head
+    const byModel = new Map<string, Set<string>>();
+    for (const [key, digest] of Object.entries(fused)) {
+      const [model, head] = key.split(" ");
+      byModel.set(`${model} ${head}`, (byModel.get(`${model} ${head}`) ?? new Set()).add(digest));
+    }
+    for (const [config, digests] of byModel) {
+      assertEquals(digests.size, 1, `${config}: ${[...digests].join(", ")}`);
+    }
+  },
 });
