@@ -31,8 +31,8 @@ enum { BN_KERNEL_REF = 0, BN_KERNEL_SIMD128 = 1, BN_KERNEL_RELAXED = 2 };
 enum { BN_LAYOUT_R4 = 0, BN_LAYOUT_R16 = 1 };
 enum { BN_ACT_RELU2 = 0, BN_ACT_SILU = 1 };
 /* ggml type ids used for the embedding and LM head, plus this engine's layouts made at load:
- * BN_TYPE_Q7 (from F16): [n_vocab][dim] bytes w+64 for w in [-63, 63], then [n_vocab][dim/32] f32
- * block scales; BN_TYPE_F16P (from F16, exact): the F16 values with rows in pairs and scaled by a
+ * BN_TYPE_Q7 (from F16): [n_vocab][dim] bytes w+64 for w in [-63, 63], then n_vocab*dim/32 f32
+ * block scales (both with rows in fours: bn_impl.h, bn_q7_row_offset, bn_q7_scale_index); BN_TYPE_F16P (from F16, exact): the F16 values with rows in pairs and scaled by a
  * power of two per pair, then one shift byte per pair (bn_impl.h, bn_f16p_index) */
 enum { BN_TYPE_F32 = 0, BN_TYPE_F16 = 1, BN_TYPE_Q8_0 = 8, BN_TYPE_Q7 = 200, BN_TYPE_F16P = 201 };
 enum { BN_CMD_NONE = 0, BN_CMD_FORWARD = 1, BN_CMD_QUIT = 2, BN_CMD_MATMUL_TEST = 3, BN_CMD_SWEEP = 4 };

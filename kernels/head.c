@@ -36,8 +36,11 @@ void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float 
   } else {
     uint32_t stride;
     const uint8_t *row = (const uint8_t *)embd + bn_q7_row_offset(cfg->n_vocab, dim, token, &stride);
-    const float *scales = (const float *)((const uint8_t *)embd + (size_t)cfg->n_vocab * dim) + (size_t)token * (dim / 32);
-    for (uint32_t i = 0; i < dim; i++) out[i] = (float)((int32_t)row[(i / 32) * stride + i % 32] - 64) * scales[i / 32];
+    uint32_t sst;
+    const float *scales = (const float *)((const uint8_t *)embd + (size_t)cfg->n_vocab * dim) +
+                          bn_q7_scale_index(cfg->n_vocab, dim / 32, token, &sst);
+    for (uint32_t i = 0; i < dim; i++)
+      out[i] = (float)((int32_t)row[(i / 32) * stride + i % 32] - 64) * scales[(i / 32) * sst];
   }
 }
 
@@ -80,8 +83,9 @@ void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0
                     const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv) {
   const uint32_t nb = dim / 32;
   for (uint32_t v = v0; v < v1; v++) {
-    uint32_t stride;
+    uint32_t stride, sst;
     const uint8_t *row = w + bn_q7_row_offset(nv, dim, v, &stride);
+    const float *dwv = dw + bn_q7_scale_index(nv, nb, v, &sst);
     for (uint32_t j = 0; j < n_out; j++) {
       const int8_t *qj = q + (size_t)j * dim;
       float acc[4] = { 0, 0, 0, 0 };
@@ -89,7 +93,7 @@ void bn_head_q7_ref(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0
         int32_t lane[4] = { 0, 0, 0, 0 };
         for (uint32_t i = 0; i < 32; i++) lane[(i % 16) / 4] += (int32_t)row[stride * k + i] * qj[32 * k + i];
         lane[0] += qsum[((size_t)j * nb + k) * 4];
-        const float sc = dw[(size_t)v * nb + k] * dq[(size_t)j * nb + k];
+        const float sc = dwv[(size_t)sst * k] * dq[(size_t)j * nb + k];
         for (int l = 0; l < 4; l++) acc[l] = acc[l] + (float)lane[l] * sc;
       }
       logits[(size_t)j * nv + v] = bn_fold4(acc);
@@ -142,38 +146,41 @@ static inline float bn_fold4_v(v128_t a) {
          (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
 }
 
-static float bn_q7_row_simd(const uint8_t *r0, uint32_t st, const float *dwv, uint32_t nb, const int8_t *qj,
-                            const float *dqj, const int32_t *sj, v128_t ones) {
+/* (dwv: the row's first block scale, sst apart) */
+static float bn_q7_row_simd(const uint8_t *r0, uint32_t st, const float *dwv, uint32_t sst, uint32_t nb,
+                            const int8_t *qj, const float *dqj, const int32_t *sj, v128_t ones) {
   v128_t a = wasm_f32x4_splat(0);
   uint32_t k = 0;
   for (; k + 4 <= nb; k += 4) { /* four block scales dw*dq at once */
-    const v128_t sc = wasm_f32x4_mul(wasm_v128_load(dwv + k), wasm_v128_load(dqj + k));
+    const float *d = dwv + (size_t)sst * k;
+    const v128_t dw4 = sst == 1 ? wasm_v128_load(d) : wasm_f32x4_make(d[0], d[sst], d[2 * sst], d[3 * sst]);
+    const v128_t sc = wasm_f32x4_mul(dw4, wasm_v128_load(dqj + k));
     BN_Q7_STEP(a, k, 0);
     BN_Q7_STEP(a, k + 1, 1);
     BN_Q7_STEP(a, k + 2, 2);
     BN_Q7_STEP(a, k + 3, 3);
   }
   for (; k < nb; k++) {
-    const v128_t sc = wasm_f32x4_splat(dwv[k] * dqj[k]);
+    const v128_t sc = wasm_f32x4_splat(dwv[(size_t)sst * k] * dqj[k]);
     BN_Q7_STEP(a, k, 0);
   }
   return bn_fold4_v(a);
 }
 
 /* row r of a group of four (g: its first byte): the same sums as bn_q7_row_simd, the activation
- * block and its offset loaded once for the four rows */
+ * block and its offset loaded once for the four rows, the four rows' block scales in one load */
 #define BN_Q7_G(r, acc)                                                                                 \
   acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(bn_q7_sums(x0, x1, gb + 32 * (r), off, ones)), \
-                                           wasm_f32x4_splat(dw##r[k] * dqj[k])))
+                                           wasm_i32x4_shuffle(sc, sc, r, r, r, r)))
 
-static void bn_q7_group_simd(const uint8_t *g, const float *dw0, uint32_t nb, const int8_t *qj, const float *dqj,
+static void bn_q7_group_simd(const uint8_t *g, const float *dwg, uint32_t nb, const int8_t *qj, const float *dqj,
                              const int32_t *sj, v128_t ones, float *out) {
-  const float *dw1 = dw0 + nb, *dw2 = dw1 + nb, *dw3 = dw2 + nb;
   v128_t a0 = wasm_f32x4_splat(0), a1 = a0, a2 = a0, a3 = a0;
   for (uint32_t k = 0; k < nb; k++) {
     const uint8_t *gb = g + 128 * k;
     const v128_t x0 = wasm_v128_load(qj + 32 * k), x1 = wasm_v128_load(qj + 32 * k + 16);
     const v128_t off = wasm_v128_load(sj + 4 * k);
+    const v128_t sc = wasm_f32x4_mul(wasm_v128_load(dwg + 4 * k), wasm_v128_load32_splat(dqj + k));
     BN_Q7_G(0, a0);
     BN_Q7_G(1, a1);
     BN_Q7_G(2, a2);
@@ -200,9 +207,10 @@ void bn_head_q7_simd(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v
         v += 4;
         continue;
       }
-      uint32_t st;
+      uint32_t st, sst;
       const uint8_t *r0 = w + bn_q7_row_offset(nv, dim, v, &st);
-      lj[v] = bn_q7_row_simd(r0, st, dw + (size_t)v * nb, nb, qj, dqj, sj, ones);
+      const float *dwv = dw + bn_q7_scale_index(nv, nb, v, &sst);
+      lj[v] = bn_q7_row_simd(r0, st, dwv, sst, nb, qj, dqj, sj, ones);
       v++;
     }
   }

@@ -198,7 +198,7 @@ void bn_quantize_q8_0_f16(const uint16_t *src, uint8_t *dst, uint32_t n) {
 }
 
 /* rows [row0, row0 + rows) of an F16 [nv][dim] matrix (src: those rows) into the Q7 layout at dst_w
- * (rows in fours, bn_q7_row_offset) and dst_s ([nv][dim/32] scales) */
+ * (rows in fours, bn_q7_row_offset) and dst_s (block scales in fours too, bn_q7_scale_index) */
 void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t row0, uint32_t rows, uint32_t dim,
                         uint32_t nv) {
   /* SIMD in both builds (load time, not a variant): per 32 values d = absmax/63, u = rint(v/d) + 64 */
@@ -226,7 +226,8 @@ void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint3
     const v128_t u1 = wasm_u8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(q[4], q[5]), wasm_i16x8_narrow_i32x4(q[6], q[7]));
     wasm_v128_store(out, u0);
     wasm_v128_store(out + 16, u1);
-    dst_s[(size_t)v * nb + k] = d;
+    uint32_t sst;
+    dst_s[bn_q7_scale_index(nv, nb, v, &sst) + (size_t)sst * k] = d;
   }
 }
 
