@@ -214,6 +214,11 @@ BN_EXPORT(bn_attention_probe)
 void bn_attention_probe(uint32_t kernel, const float *qs0, const float *qs1, const uint16_t *k, const uint16_t *v,
                         uint32_t hd, uint32_t n, float scale, float *s0, float *s1, float *o0, float *o1);
 BN_EXPORT(bn_rmsnorm_probe) void bn_rmsnorm_probe(uint32_t kernel, float *y, const float *x, const float *w, uint32_t n, float eps);
+/* logits [v0, v1) of a Q7 matrix (bn_quantize_q7_f16's layout at w) against the activation row y
+ * (quantized into q, qs, qsum: dim, dim/32 and dim/8 words of scratch) */
+BN_EXPORT(bn_head_q7_probe)
+void bn_head_q7_probe(uint32_t kernel, const uint8_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *y,
+                      int8_t *q, float *qs, int32_t *qsum, float *logits, uint32_t nv);
 /* BN_PROF_STRIDE: doubles per thread in state.prof (the host checks its copy of the part list) */
 BN_EXPORT(bn_prof_stride) uint32_t bn_prof_stride(void);
 

@@ -334,6 +334,8 @@ void bn_attention_heads(const bn_ctx *c, const bn_ops *ops, uint32_t layer, uint
 void bn_embed_row(const bn_config *cfg, const void *embd, uint32_t token, float *out);
 void bn_head_rows(const bn_ctx *c, const bn_ops *ops, uint32_t v0, uint32_t v1);
 void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j);
+/* an int8 head's activation row y as blocks of 32: q, scales absmax/127, {-64*sum, 0, 0, 0} */
+void bn_head_blocks(const float *y, uint32_t dim, int8_t *q, float *qs, int32_t *qsum);
 
 /* head_f16.c */
 void bn_embed_f16p(const uint16_t *w, uint32_t nv, uint32_t dim, uint32_t v, float *out);

@@ -53,9 +53,10 @@ void bn_head_prepare(const bn_ctx *c, const bn_ops *ops, uint32_t j) {
   ops->rmsnorm(y, s->x + (size_t)c->batch.out_idx[j] * dim, c->weights.output_norm, dim, cfg->norm_eps);
   if (cfg->head_type == BN_TYPE_F16P) bn_f16p_prepare(y, dim, s->hxs + (size_t)j * (2 * dim + 4));
   if (cfg->head_type != BN_TYPE_Q8_0 && cfg->head_type != BN_TYPE_Q7) return;
-  int8_t *q = s->hq + (size_t)j * dim;
-  float *qs = s->hscale + (size_t)j * (dim / 32);
-  int32_t *qsum = s->hsum + (size_t)j * (dim / 32) * 4;
+  bn_head_blocks(y, dim, s->hq + (size_t)j * dim, s->hscale + (size_t)j * (dim / 32), s->hsum + (size_t)j * (dim / 32) * 4);
+}
+
+void bn_head_blocks(const float *y, uint32_t dim, int8_t *q, float *qs, int32_t *qsum) {
   for (uint32_t k = 0; k < dim / 32; k++) {
     float amax = 0.0f;
     for (uint32_t i = 0; i < 32; i++) {

@@ -25,3 +25,10 @@ void bn_attention_probe(uint32_t kernel, const float *qs0, const float *qs1, con
 void bn_rmsnorm_probe(uint32_t kernel, float *y, const float *x, const float *w, uint32_t n, float eps) {
   bn_ops_select(kernel)->rmsnorm(y, x, w, n, eps);
 }
+
+void bn_head_q7_probe(uint32_t kernel, const uint8_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *y,
+                      int8_t *q, float *qs, int32_t *qsum, float *logits, uint32_t nv) {
+  bn_head_blocks(y, dim, q, qs, qsum);
+  const float *dw = (const float *)(w + (size_t)nv * dim);
+  bn_ops_select(kernel)->head_q7(w, dw, dim, v0, v1, q, qs, qsum, 1, logits, nv);
+}

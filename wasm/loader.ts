@@ -138,6 +138,19 @@ interface BnExports {
     o1: number,
   ): void;
   bn_rmsnorm_probe(kernel: number, y: number, x: number, w: number, n: number, eps: number): void;
+  bn_head_q7_probe(
+    kernel: number,
+    w: number,
+    dim: number,
+    v0: number,
+    v1: number,
+    y: number,
+    q: number,
+    qs: number,
+    qsum: number,
+    logits: number,
+    nv: number,
+  ): void;
 }
 
 const WASM_DIR = new URL("./", import.meta.url);
@@ -433,6 +446,37 @@ export class WasmHost extends KernelHelpers {
   /** Test probe: the `kernel` variant's RMSNorm, y = x / rms(x) * w (n floats). */
   rmsnorm(kernel: number, y: number, x: number, w: number, n: number, eps: number): void {
     this.x.bn_rmsnorm_probe(kernel, y, x, w, n, eps);
+  }
+
+  /**
+   * Test probe: logits [v0, v1) of the `kernel` variant's Q7 head (a [nv][dim] matrix at `w`, made by
+   * {@linkcode KernelHelpers.quantizeQ7}) against the activation row at `y`; `scratch` is dim * 2
+   * bytes for its int8 blocks.
+   */
+  headQ7(
+    kernel: number,
+    w: number,
+    dim: number,
+    v0: number,
+    v1: number,
+    y: number,
+    scratch: number,
+    logits: number,
+    nv: number,
+  ): void {
+    this.x.bn_head_q7_probe(
+      kernel,
+      w,
+      dim,
+      v0,
+      v1,
+      y,
+      scratch,
+      scratch + dim,
+      scratch + dim + dim / 8,
+      logits,
+      nv,
+    );
   }
 
   /** `bn_ctx_check`: 0 when the written config can run. */
