@@ -194,10 +194,11 @@ BN_EXPORT(bn_quantize_q8_0_f16) void bn_quantize_q8_0_f16(const uint16_t *src, u
 BN_EXPORT(bn_quantize_q7_f16)
 void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t row0, uint32_t rows, uint32_t dim,
                         uint32_t nv);
-/* rows [row0, row0 + rows) of an F16 [nv][dim] matrix (src: those rows, row0 even) into the F16P
- * layout of the whole matrix at dst (bn_impl.h, bn_f16p_index); the values must be finite */
+/* rows [row0, row0 + rows) of an F16 [nv][dim] matrix (src: those rows; whole pairs: row0 even, rows
+ * even unless they end the matrix) into the F16P layout of the whole matrix at dst (bn_impl.h,
+ * bn_f16p_index); the values must be finite. BN_STATUS_BAD_ARG for a range that splits a pair. */
 BN_EXPORT(bn_f16p_place)
-void bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t rows, uint32_t dim, uint32_t nv);
+int32_t bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t rows, uint32_t dim, uint32_t nv);
 /* test probe: ops(kernel)->dot_f32_f16(a, b, n), or ->dot_f32_f16s when prescaled */
 BN_EXPORT(bn_dot_f32_f16_probe)
 float bn_dot_f32_f16_probe(uint32_t kernel, const float *a, const uint16_t *b, uint32_t n, int32_t prescaled);

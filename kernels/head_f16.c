@@ -37,13 +37,14 @@ static uint32_t bn_f16_max_em(const uint16_t *row, uint32_t dim) {
   return wasm_u16x8_extract_lane(m, 0);
 }
 
-void bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t rows, uint32_t dim, uint32_t nv) {
+int32_t bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t rows, uint32_t dim, uint32_t nv) {
+  if ((row0 & 1) || ((rows & 1) && row0 + rows != nv) || row0 + rows > nv || dim % 16) return BN_STATUS_BAD_ARG;
   uint8_t *shifts = (uint8_t *)(dst + (size_t)nv * dim);
   const uint32_t limit = (31u - BN_F16P_SHIFT) << 10; /* em below this: the scaled exponent fits */
   for (uint32_t r = 0; r < rows; r += 2) {
     const uint32_t v = row0 + r, g = v >> 1;
     const uint16_t *a = src + (size_t)r * dim;
-    if (v + 1 >= nv || r + 1 >= rows) { /* the last, odd row: file layout */
+    if (v + 1 == nv) { /* the last, odd row: file layout */
       const uint32_t k = bn_f16_max_em(a, dim) < limit ? BN_F16P_SHIFT : 0;
       for (uint32_t c = 0; c < dim; c++) dst[(size_t)v * dim + c] = bn_f16_scale2(a[c], k);
       shifts[g] = (uint8_t)k;
@@ -59,6 +60,7 @@ void bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t r
       }
     shifts[g] = (uint8_t)k;
   }
+  return BN_STATUS_OK;
 }
 
 /* ================================ _ref ================================ */

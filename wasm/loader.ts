@@ -108,7 +108,7 @@ interface BnExports {
     nv: number,
   ): void;
   bn_f16_check(src: number, n: number): number;
-  bn_f16p_place(src: number, dst: number, row0: number, rows: number, dim: number, nv: number): void;
+  bn_f16p_place(src: number, dst: number, row0: number, rows: number, dim: number, nv: number): number;
   bn_dot_f32_f16_probe(kernel: number, a: number, b: number, n: number, prescaled: number): number;
   bn_prof_stride(): number;
   bn_head_f16p_probe(
@@ -361,12 +361,16 @@ export class KernelHelpers {
   }
 
   /**
-   * Places F16 rows [row0, row0 + rows) of a [nv][dim] matrix (at `src`: those rows; row0 even) in the
-   * exact F16P layout of the whole matrix at `dst` (rows in pairs, each pair scaled by a power of two
-   * so that no value is subnormal; kernels/bn_impl.h, bn_f16p_index).
+   * Places F16 rows [row0, row0 + rows) of a [nv][dim] matrix (at `src`: those rows) in the exact
+   * F16P layout of the whole matrix at `dst` (rows in pairs, each pair scaled by a power of two so
+   * that no value is subnormal; kernels/bn_impl.h, bn_f16p_index).
+   *
+   * @throws {RangeError} when the rows split a pair (row0 odd, or an odd count short of the end)
    */
   placeF16p(src: number, dst: number, row0: number, rows: number, dim: number, nv: number): void {
-    this.x.bn_f16p_place(src, dst, row0, rows, dim, nv);
+    if (this.x.bn_f16p_place(src, dst, row0, rows, dim, nv) !== BN_STATUS.OK) {
+      throw new RangeError(`F16P placement of rows [${row0}, ${row0 + rows}) of ${nv} splits a pair of rows`);
+    }
   }
 
   /** True when the n F16 values at `src` are all finite. */

@@ -5,7 +5,7 @@
  * variant, for odd vocabularies, subnormal and zero weights, unscaled pairs, activations of 2^16 and
  * more (the exact fallback), and ranges that start or end anywhere.
  */
-import { equal } from "node:assert/strict";
+import { equal, throws } from "node:assert/strict";
 import { canonicalSum, probe, rng, sameF32, variantsOf } from "./_probe.ts";
 
 /** An F16 [nv][dim] matrix: gaussian values, some subnormals and zeros, and `big` rows of 64 and more. */
@@ -22,6 +22,16 @@ function matrix(seed: number, nv: number, dim: number, big: readonly number[]): 
   for (const v of big) f[v * dim + Math.floor(r() * dim)] = r() < 0.5 ? 64 : -1000;
   return new Uint16Array(f.buffer);
 }
+
+Deno.test("F16P placement refuses a range of rows that splits a pair", async () => {
+  const p = await probe("simd128");
+  const src = p.alloc(2 * 8 * 128), dst = p.alloc(2 * 8 * 128 + 4);
+  for (const [row0, rows] of [[1, 2], [0, 3], [2, 7]]) {
+    throws(() => p.host.placeF16p(src, dst, row0, rows, 128, 8), RangeError, `rows ${row0} +${rows}`);
+  }
+  p.host.placeF16p(src, dst, 6, 2, 128, 8); // the last pair
+  p.host.placeF16p(src, dst, 4, 3, 128, 7); // an odd count that ends the matrix
+});
 
 for (const build of ["simd128", "relaxed"] as const) {
   Deno.test(`F16P head logits equal the canonical F16 dot bit for bit (${build} build and its _ref)`, async () => {
