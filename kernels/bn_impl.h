@@ -321,11 +321,13 @@ void bn_barrier(bn_pool *p, int nth);
 
 /* prof.c: the step profile (bn.h, BN_PART_*); each call is one load and a branch when it is off.
  * begin: start timing `part`; mark: charge the time since the last mark to the current part and
- * start `part`; sync: bn_barrier, the time before it charged to the current part as work and the
- * time in it as wait. */
+ * start `part` (nothing when it is the current one); sync: bn_barrier, the time before it charged
+ * to the current part as work and the time in it as wait, then `next` is timed; end: charge the
+ * time since the last mark to the current part and stop. */
 void bn_prof_begin(const bn_ctx *c, int ith, int part);
 void bn_prof_mark(const bn_ctx *c, int ith, int part);
-void bn_sync(bn_ctx *c, int ith, int nth);
+void bn_prof_end(const bn_ctx *c, int ith);
+void bn_sync(bn_ctx *c, int ith, int nth, int next);
 
 /* forward.c / attention.c / head.c */
 int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth);

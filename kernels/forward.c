@@ -128,21 +128,21 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
   bn_prof_begin(c, ith, BN_PART_EMBED);
   bn_split(n, ith, nth, 1, &lo, &hi);
   for (uint32_t t = lo; t < hi; t++) bn_embed_row(cfg, c->weights.token_embd, (uint32_t)b->tokens[t], s->x + (size_t)t * dim);
-  bn_sync(c, ith, nth);
+  bn_sync(c, ith, nth, BN_PART_NORM);
 
   for (uint32_t l = 0; l < cfg->n_layers; l++) {
     const bn_layer *L = &c->weights.layers[l];
     /* h = rmsnorm(x; attn_norm), quantized; thread 0 latches the abort word for this layer */
     if (ith == 0) c->pool.abort_latch[l & 1] = __atomic_load_n(&c->pool.abort, __ATOMIC_SEQ_CST);
     bn_norm_quant(c, ops, s->x, dim, L->attn_norm, dim, ith, nth);
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_QKV);
     if (c->pool.abort_latch[l & 1]) return BN_STATUS_ABORTED;
 
     /* q, k, v (+ RoPE; k and v go to the cache as f16) */
     bn_prof_mark(c, ith, BN_PART_QKV);
     bn_split(cfg->n_heads + 2 * cfg->n_kv_heads, ith, nth, 1, &lo, &hi);
     for (uint32_t u = lo; u < hi; u++) bn_qkv_unit(c, dot, L, l, u, &xq);
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_ATTN);
 
     /* causal GQA attention: units of (token, two query heads of one KV group), dealt round-robin so
      * that the long and the short ones of a prefill spread evenly */
@@ -157,24 +157,24 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
                            s->scores + (size_t)ith * 2 * cfg->n_ctx);
       }
     }
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_NORM);
 
     /* a = rmsnorm(attention; attn_sub_norm), quantized; x += O . a */
     bn_norm_quant(c, ops, s->att, dim, L->attn_sub_norm, dim, ith, nth);
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_WO);
     bn_prof_mark(c, ith, BN_PART_WO);
     bn_split(dim, ith, nth, BN_ROW_TILE, &lo, &hi);
     bn_matmul_rows(dot, L->wo, dim, dim, lo, hi, &xq, s->x, dim, 1);
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_NORM);
 
     /* h = rmsnorm(x; ffn_norm), quantized; gate and up */
     bn_norm_quant(c, ops, s->x, dim, L->ffn_norm, dim, ith, nth);
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_GATE_UP);
     bn_prof_mark(c, ith, BN_PART_GATE_UP);
     bn_split(2 * ffn, ith, nth, BN_ROW_TILE, &lo, &hi);
     if (lo < ffn) bn_matmul_rows(dot, L->w_gate, ffn, dim, lo, BN_MIN(hi, ffn), &xq, s->hb, ffn, 0);
     if (hi > ffn) bn_matmul_rows(dot, L->w_up, ffn, dim, BN_MAX(lo, ffn) - ffn, hi - ffn, &xq, s->hb2, ffn, 0);
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_ACT);
 
     /* f = act(gate) * up; rmsnorm(f; ffn_sub_norm), quantized */
     bn_split(n, ith, nth, 1, &lo, &hi);
@@ -196,23 +196,23 @@ int32_t bn_forward(bn_ctx *c, const bn_ops *ops, int ith, int nth) {
       bn_prof_mark(c, ith, BN_PART_QUANT);
       ops->quantize_i8(xb, ffn, s->xq + (size_t)t * ld, s->xscale + t, s->xsum + t);
     }
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_DOWN);
 
     /* x += down . f */
     bn_prof_mark(c, ith, BN_PART_DOWN);
     bn_split(dim, ith, nth, BN_ROW_TILE, &lo, &hi);
     bn_matmul_rows(dot, L->w_down, dim, ffn, lo, hi, &xq, s->x, dim, 1);
-    bn_sync(c, ith, nth);
+    bn_sync(c, ith, nth, BN_PART_NORM);
   }
 
   /* final norm of the rows that want logits, then the LM head over vocabulary rows */
   bn_prof_mark(c, ith, BN_PART_HEAD_PREP);
   bn_split(b->n_out, ith, nth, 1, &lo, &hi);
   for (uint32_t j = lo; j < hi; j++) bn_head_prepare(c, ops, j);
-  bn_sync(c, ith, nth);
+  bn_sync(c, ith, nth, BN_PART_HEAD);
   bn_prof_mark(c, ith, BN_PART_HEAD);
   bn_split(cfg->n_vocab, ith, nth, 64, &lo, &hi);
   bn_head_rows(c, ops, lo, hi);
-  bn_prof_mark(c, ith, BN_PART_HEAD);
+  bn_prof_end(c, ith);
   return BN_STATUS_OK;
 }

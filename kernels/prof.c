@@ -17,17 +17,27 @@ void bn_prof_begin(const bn_ctx *c, int ith, int part) {
   p[3] = (double)part;
 }
 
-void bn_prof_mark(const bn_ctx *c, int ith, int part) {
-  double *p = c->state.prof;
-  if (!p) return;
-  p += (size_t)ith * BN_PROF_STRIDE;
+static void bn_prof_charge(double *p, int part) {
   const double t = bn_clock();
   p[4 + 2 * (int)p[3]] += t - p[2];
   p[1] = p[2] = t;
   p[3] = (double)part;
 }
 
-void bn_sync(bn_ctx *c, int ith, int nth) {
+void bn_prof_mark(const bn_ctx *c, int ith, int part) {
+  double *p = c->state.prof;
+  if (!p) return;
+  p += (size_t)ith * BN_PROF_STRIDE;
+  if (p[3] == (double)part) return; /* still timing it: no clock reading (each costs ~0.7 us) */
+  bn_prof_charge(p, part);
+}
+
+void bn_prof_end(const bn_ctx *c, int ith) {
+  double *p = c->state.prof;
+  if (p) bn_prof_charge(p + (size_t)ith * BN_PROF_STRIDE, 0);
+}
+
+void bn_sync(bn_ctx *c, int ith, int nth, int next) {
   double *p = c->state.prof;
   if (!p) {
     bn_barrier(&c->pool, nth);
@@ -41,6 +51,7 @@ void bn_sync(bn_ctx *c, int ith, int nth) {
   const double t1 = bn_clock();
   p[5 + 2 * part] += t1 - t0;
   p[1] = p[2] = t1;
+  p[3] = (double)next;
 }
 
 uint32_t bn_prof_stride(void) { return BN_PROF_STRIDE; }

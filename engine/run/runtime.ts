@@ -129,9 +129,10 @@ export class ModelRuntime {
     try {
       const submit = this.#profile ? bnClock() : 0;
       status = await this.#pool.run(BN_CMD.FORWARD);
-      if (this.#profile && status === BN_STATUS.OK) {
+      if (this.#profile) {
         const rec = new Float64Array(buf, this.plan.scratch.prof.offset, this.sizes.threads * PROFILE_STRIDE);
-        this.#profile.add(rec, submit, bnClock());
+        if (status === BN_STATUS.OK) this.#profile.add(rec, submit, bnClock());
+        else rec.fill(0); // an aborted step is not a measurement
       }
     } finally {
       signal?.removeEventListener("abort", onAbort);
