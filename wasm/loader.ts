@@ -276,8 +276,13 @@ export function bnClock(): number {
   return performance.timeOrigin + performance.now();
 }
 
+/** What the kernel module imports: the shared memory and the profile's clock. */
+export function kernelImports(memory: WebAssembly.Memory): WebAssembly.Imports {
+  return { env: { memory, bn_clock: bnClock } };
+}
+
 async function instantiate(module: WebAssembly.Module, memory: WebAssembly.Memory): Promise<BnExports> {
-  const instance = await WebAssembly.instantiate(module, { env: { memory, bn_clock: bnClock } });
+  const instance = await WebAssembly.instantiate(module, kernelImports(memory));
   return instance.exports as unknown as BnExports;
 }
 
