@@ -2,10 +2,13 @@
  * bn_impl.h: private helpers shared by the kernel files: SIMD availability, f16 conversion, the
  * canonical float reduction order, expf, work splitting, the op table chosen once at start-up.
  *
- * Determinism contract: every float reduction uses the canonical order of bn_sum16 (16 partial
+ * Determinism contract: every f32 reduction uses the canonical order of bn_fold16 (16 partial
  * sums s[i % 16], folded 8-4-2-1); scalar _ref code emulates it exactly, SIMD code keeps the
- * 16 partials in four f32x4 registers. No FMA, no relaxed float ops: the only relaxed
- * instruction used is the integer dot, whose results are exact for operands in range.
+ * 16 partials in four f32x4 registers (or, for the kernels V8 fuses, in halves of 256-bit ones).
+ * RMSNorm sums its squares in double, 8 partial sums s[i % 8] folded 4-2-1 (vec.c). Attention
+ * values sum over positions in order per element. No FMA, no relaxed float ops: the only relaxed
+ * instructions used are the integer dots, whose results are exact for operands in range. So the
+ * results are bit-identical across ref/simd128/relaxed, fused or not, any thread count.
  */
 #ifndef BN_IMPL_H
 #define BN_IMPL_H
