@@ -32,8 +32,9 @@ enum { BN_LAYOUT_R4 = 0, BN_LAYOUT_R16 = 1 };
 enum { BN_ACT_RELU2 = 0, BN_ACT_SILU = 1 };
 /* ggml type ids used for the embedding and LM head, plus this engine's layouts made at load:
  * BN_TYPE_Q7 (from F16): [n_vocab][dim] bytes w+64 for w in [-63, 63], then n_vocab*dim/32 f32
- * block scales (both with rows in fours: bn_impl.h, bn_q7_row_offset, bn_q7_scale_index); BN_TYPE_F16P (from F16, exact): the F16 values with rows in pairs and scaled by a
- * power of two per pair, then one shift byte per pair (bn_impl.h, bn_f16p_index) */
+ * block scales (both with rows in fours: bn_impl.h, bn_q7_row_offset, bn_q7_scale_index);
+ * BN_TYPE_F16P (from F16, exact): the F16 values with rows in fours, scaled by a power of two per
+ * four, then one shift byte per four rows (bn_impl.h, bn_f16p_index) */
 enum { BN_TYPE_F32 = 0, BN_TYPE_F16 = 1, BN_TYPE_Q8_0 = 8, BN_TYPE_Q7 = 200, BN_TYPE_F16P = 201 };
 enum { BN_CMD_NONE = 0, BN_CMD_FORWARD = 1, BN_CMD_QUIT = 2, BN_CMD_MATMUL_TEST = 3, BN_CMD_SWEEP = 4 };
 
@@ -194,9 +195,10 @@ BN_EXPORT(bn_quantize_q8_0_f16) void bn_quantize_q8_0_f16(const uint16_t *src, u
 BN_EXPORT(bn_quantize_q7_f16)
 void bn_quantize_q7_f16(const uint16_t *src, uint8_t *dst_w, float *dst_s, uint32_t row0, uint32_t rows, uint32_t dim,
                         uint32_t nv);
-/* rows [row0, row0 + rows) of an F16 [nv][dim] matrix (src: those rows; whole pairs: row0 even, rows
- * even unless they end the matrix) into the F16P layout of the whole matrix at dst (bn_impl.h,
- * bn_f16p_index); the values must be finite. BN_STATUS_BAD_ARG for a range that splits a pair. */
+/* rows [row0, row0 + rows) of an F16 [nv][dim] matrix (src: those rows; whole groups of four: row0
+ * and, unless they end the matrix, rows multiples of 4) into the F16P layout of the whole matrix at
+ * dst (bn_impl.h, bn_f16p_index); the values must be finite. BN_STATUS_BAD_ARG for a range that
+ * splits a group. */
 BN_EXPORT(bn_f16p_place)
 int32_t bn_f16p_place(const uint16_t *src, uint16_t *dst, uint32_t row0, uint32_t rows, uint32_t dim, uint32_t nv);
 /* test probe: ops(kernel)->dot_f32_f16(a, b, n), or ->dot_f32_f16s when prescaled */

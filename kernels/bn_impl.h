@@ -239,18 +239,21 @@ static inline size_t bn_q7_scale_index(uint32_t nv, uint32_t nb, uint32_t v, uin
   return (size_t)v * nb;
 }
 
-/* ---- F16P head rows in memory: in pairs, scaled per pair ----
- * Made at load (bn_f16p_place): rows 2g and 2g+1 share 4*dim bytes at g*4*dim; per 4 columns c (16
- * bytes at 16*(c/4)), row 2g's four f16 come first, then row 2g+1's. So one 16-byte load feeds both
- * halves of a 256-bit operation (i32x4.extend_low/high_i16x8: one vpmovsxwd ymm), the two rows
- * sharing one activation load (see head_f16.c). A last, odd row keeps the file layout at v*dim.
- * Each pair is stored times 2^shift, shift = the byte at (u8 *)(w + nv*dim) + g: BN_F16P_SHIFT when
- * every |w| of the pair is below 2^(16 - BN_F16P_SHIFT), else 0. Then no f16 is subnormal and the
- * kernels' f32 from (bits << 13) is w * 2^(shift - 112), never a denormal operand (f16 subnormals
- * as denormals made the F16 head 35% slower, measured). Returns the index of (v, c) in u16 units. */
+/* ---- F16P head rows in memory: in fours, scaled per four ----
+ * Made at load (bn_f16p_place): rows 4g..4g+3 share 8*dim bytes at g*8*dim; per 4 columns c (32
+ * bytes at 32*(c/4)), rows 4g and 4g+1 (four f16 each) fill the first 16 bytes, rows 4g+2 and 4g+3
+ * the next 16. So one 16-byte load feeds both halves of a 256-bit operation (i32x4.extend_low/high:
+ * one vpmovsxwd ymm), a group of four is one sequential run (the prefetcher follows one stream far
+ * better than two: a layout in pairs read two pairs at once was 20% slower from DRAM, measured),
+ * and the rows share each activation load (see head_f16.c). Rows past the last group of four keep
+ * the file layout at v*dim. Each group (and the rows past the last one, together) is stored times
+ * 2^shift, shift = the byte at (u8 *)(w + nv*dim) + v/4: BN_F16P_SHIFT when every |w| of those rows
+ * is below 2^(16 - BN_F16P_SHIFT), else 0. Then no f16 is subnormal and the kernels' f32 from
+ * (bits << 13) is w * 2^(shift - 112), never a denormal operand (f16 subnormals as denormals made
+ * the F16 head 35% slower, measured). Returns the index of (v, c) in u16 units. */
 #define BN_F16P_SHIFT 10
 static inline size_t bn_f16p_index(uint32_t nv, uint32_t dim, uint32_t v, uint32_t c) {
-  if (v < (nv & ~1u)) return (size_t)(v >> 1) * 2 * dim + (c >> 2) * 8 + (v & 1) * 4 + (c & 3);
+  if (v < (nv & ~3u)) return (size_t)(v >> 2) * 4 * dim + (c >> 2) * 16 + (v & 3) * 4 + (c & 3);
   return (size_t)v * dim + c;
 }
 
@@ -295,7 +298,7 @@ typedef struct {
    * lanes are folded (0+2)+(1+3) at the end. */
   void (*head_q7)(const uint8_t *w, const float *dw, uint32_t dim, uint32_t v0, uint32_t v1, const int8_t *q,
                   const float *dq, const int32_t *qsum, uint32_t n_out, float *logits, uint32_t nv);
-  /* F16P head rows [v0, v1) (v0 even) against one activation row x: logits[v] = dot_f32_f16(x, row v)
+  /* F16P head rows [v0, v1) against one activation row x: logits[v] = dot_f32_f16(x, row v)
    * bit for bit (the canonical order); xs is x's row of state.hxs (x * 2^102, x * 2^112), or 0 when
    * some |x| >= 2^16 (then the exact scalar path runs) */
   void (*head_f16p)(const uint16_t *w, uint32_t dim, uint32_t v0, uint32_t v1, const float *x, const float *xs,

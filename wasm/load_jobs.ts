@@ -46,9 +46,9 @@ export type LoadJob =
     readonly layout: TernaryLayout;
   }
   /**
-   * F16 rows [row0, row0+rows) of a [totalRows][dim] matrix (row0 even) quantized to Q8_0 (dstW) or
-   * Q7 (dstW: the matrix's bytes, rows in fours; dstS: its scales), or placed exactly in the F16P
-   * layout (dstW: the matrix, rows in pairs, then a shift byte per pair).
+   * F16 rows [row0, row0+rows) of a [totalRows][dim] matrix (row0 a multiple of 4) quantized to Q8_0
+   * (dstW) or Q7 (dstW: the matrix's bytes, rows in fours; dstS: its scales), or placed exactly in
+   * the F16P layout (dstW: the matrix, rows in fours, then a shift byte per four).
    */
   | {
     readonly kind: "quant";
@@ -176,9 +176,9 @@ export function runLoadJobs(
       helpers.interleaveI2s(job.dst, job.rows, job.cols, stage.offset, job.layout); // the source is consumed
       progress(job.bytes);
     } else {
-      const rowBytes = 2 * job.dim, per = 2 * Math.max(1, Math.floor(stage.bytes / (2 * rowBytes)));
-      if (2 * rowBytes > stage.bytes) {
-        return fail(`needs ${2 * rowBytes} bytes of staging, the plan has ${stage.bytes}`);
+      const rowBytes = 2 * job.dim, per = 4 * Math.max(1, Math.floor(stage.bytes / (4 * rowBytes)));
+      if (4 * rowBytes > stage.bytes) {
+        return fail(`needs ${4 * rowBytes} bytes of staging, the plan has ${stage.bytes}`);
       }
       for (let r = 0; r < job.rows; r += per) {
         const nr = Math.min(per, job.rows - r), row = job.row0 + r;

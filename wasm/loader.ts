@@ -367,14 +367,17 @@ export class KernelHelpers {
 
   /**
    * Places F16 rows [row0, row0 + rows) of a [nv][dim] matrix (at `src`: those rows) in the exact
-   * F16P layout of the whole matrix at `dst` (rows in pairs, each pair scaled by a power of two so
+   * F16P layout of the whole matrix at `dst` (rows in fours, each group scaled by a power of two so
    * that no value is subnormal; kernels/bn_impl.h, bn_f16p_index).
    *
-   * @throws {RangeError} when the rows split a pair (row0 odd, or an odd count short of the end)
+   * @throws {RangeError} when the rows split a group of four (row0 not a multiple of 4, or a count
+   * short of the end that is not)
    */
   placeF16p(src: number, dst: number, row0: number, rows: number, dim: number, nv: number): void {
     if (this.x.bn_f16p_place(src, dst, row0, rows, dim, nv) !== BN_STATUS.OK) {
-      throw new RangeError(`F16P placement of rows [${row0}, ${row0 + rows}) of ${nv} splits a pair of rows`);
+      throw new RangeError(
+        `F16P placement of rows [${row0}, ${row0 + rows}) of ${nv} splits a group of four rows`,
+      );
     }
   }
 

@@ -64,7 +64,7 @@ export function resolveHeadMode(option: HeadOption, config: ModelConfig): HeadMo
 export const HEAD_Q7 = 200;
 
 /**
- * bn.h's BN_TYPE_F16P: an F16 embedding/head kept exactly, with its rows in pairs and each pair
+ * bn.h's BN_TYPE_F16P: an F16 embedding/head kept exactly, with its rows in fours and each group
  * scaled by a power of two so that no value is subnormal (kernels/head_f16.c).
  */
 export const HEAD_F16P = 201;
@@ -140,7 +140,7 @@ function storedBytes(info: GgufTensorInfo, type: number): number {
   const n = info.dims[0] * info.dims[1];
   if (type === GGML_TYPE.Q8_0 && info.type !== GGML_TYPE.Q8_0) return (n / 32) * 34;
   if (type === HEAD_Q7) return n + (n / 32) * 4;
-  if (type === HEAD_F16P) return 2 * n + Math.ceil(info.dims[1] / 2); // values, then a shift per pair
+  if (type === HEAD_F16P) return 2 * n + Math.ceil(info.dims[1] / 4); // values, then a shift per four rows
   return info.nbytes;
 }
 
@@ -279,7 +279,7 @@ function loadItems(config: ModelConfig, head: HeadMode): LoadItem[] {
       ? { ...asIs(t.info), scale: t.scale }
       : { name: t.info.name, src: t.info, bytes: n / 4 + 32, kind: "repack", scale: t.scale };
   };
-  // every F16 embedding-shaped tensor is placed in pairs (head mode "file") or quantized ("q8_0"/"q7");
+  // every F16 embedding-shaped tensor is placed in fours (head mode "file") or quantized ("q8_0"/"q7");
   // a tied head's copy then serves the embedding lookup too (one copy in memory)
   const embedding = (info: GgufTensorInfo): LoadItem => {
     const type = storedType(info, head);
@@ -405,8 +405,8 @@ function loadJobs(items: readonly LoadItem[], plan: MemoryPlan, layout: TernaryL
         layout,
       });
     } else {
-      // whole pairs of rows per job (the F16P layout places rows in pairs)
-      const dim = src.dims[0], rows = src.dims[1], per = 2 * Math.max(1, Math.floor(READ_CHUNK / (4 * dim)));
+      // whole groups of four rows per job (the Q7 and F16P layouts place rows in fours)
+      const dim = src.dims[0], rows = src.dims[1], per = 4 * Math.max(1, Math.floor(READ_CHUNK / (8 * dim)));
       for (let row0 = 0; row0 < rows; row0 += per) {
         jobs.push({
           kind: "quant",

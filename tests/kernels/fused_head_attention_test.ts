@@ -8,8 +8,11 @@
 import { ok as assert } from "node:assert/strict";
 import { canRevectorize, fusedFunctions, runDeno } from "../_revec_child.ts";
 
-/** Each kernel and the fewest fused operations its trace shows today (263 and 127 measured). */
-const KERNELS = { bn_head_f16p_simd: 200, bn_values_f16s_simd: 100 } as const;
+/**
+ * Each kernel and the fewest fused operations its trace may show: 102 and 127 today, when every
+ * accumulator pair's tree fuses (one tree that fails drops 12-16).
+ */
+const KERNELS = { bn_head_f16p_simd: 96, bn_values_f16s_simd: 120 } as const;
 
 for (const build of ["simd128", "relaxed"] as const) {
   Deno.test({

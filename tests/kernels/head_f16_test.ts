@@ -1,5 +1,5 @@
 /**
- * The exact F16 head in the F16P layout (kernels/head_f16.c): placement (rows in pairs, each pair
+ * The exact F16 head in the F16P layout (kernels/head_f16.c): placement (rows in fours, each group
  * scaled by 2^10 unless a value is 64 or more) keeps every value exactly, and the logits equal the
  * canonical F32 x F16 dot of the file's values bit for bit (emulated here with Math.fround), on every
  * variant, for odd vocabularies, subnormal and zero weights, unscaled pairs, activations of 2^16 and
@@ -23,14 +23,14 @@ function matrix(seed: number, nv: number, dim: number, big: readonly number[]): 
   return new Uint16Array(f.buffer);
 }
 
-Deno.test("F16P placement refuses a range of rows that splits a pair", async () => {
+Deno.test("F16P placement refuses a range of rows that splits a group of four", async () => {
   const p = await probe("simd128");
-  const src = p.alloc(2 * 8 * 128), dst = p.alloc(2 * 8 * 128 + 4);
-  for (const [row0, rows] of [[1, 2], [0, 3], [2, 7]]) {
-    throws(() => p.host.placeF16p(src, dst, row0, rows, 128, 8), RangeError, `rows ${row0} +${rows}`);
+  const src = p.alloc(2 * 12 * 128), dst = p.alloc(2 * 12 * 128 + 4);
+  for (const [row0, rows] of [[2, 4], [0, 6], [4, 7]]) {
+    throws(() => p.host.placeF16p(src, dst, row0, rows, 128, 12), RangeError, `rows ${row0} +${rows}`);
   }
-  p.host.placeF16p(src, dst, 6, 2, 128, 8); // the last pair
-  p.host.placeF16p(src, dst, 4, 3, 128, 7); // an odd count that ends the matrix
+  p.host.placeF16p(src, dst, 8, 4, 128, 12); // the last group
+  p.host.placeF16p(src, dst, 8, 3, 128, 11); // a count that ends the matrix
 });
 
 for (const build of ["simd128", "relaxed"] as const) {
@@ -41,7 +41,7 @@ for (const build of ["simd128", "relaxed"] as const) {
       const values = new Float16Array(src.buffer);
       const s = p.alloc(src.byteLength), w = p.alloc(src.byteLength + nv);
       new Uint16Array(p.memory.buffer, s, src.length).set(src);
-      const half = 2 * Math.floor(nv / 4); // placed in two chunks, as the loader's jobs do
+      const half = 4 * Math.floor(nv / 8); // placed in two chunks, as the loader's jobs do
       p.host.placeF16p(s, w, 0, half, dim, nv);
       p.host.placeF16p(s + 2 * half * dim, w, half, nv - half, dim, nv);
       const row = p.alloc(4 * dim);
