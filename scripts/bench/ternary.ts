@@ -23,10 +23,10 @@
 import process from "node:process";
 import { parseArgs } from "node:util";
 import {
-  bnClock,
   compileKernel,
   detectKernel,
   KERNEL_IDS,
+  kernelImports,
   type KernelModule,
   LAYOUT_IDS,
   STACK_BYTES,
@@ -84,7 +84,7 @@ async function place(
   q: number,
   n: number,
 ) {
-  const x = (await WebAssembly.instantiate(km.module, { env: { memory, bn_clock: bnClock } }))
+  const x = (await WebAssembly.instantiate(km.module, kernelImports(memory)))
     .exports as unknown as {
       bn_i2s_place(
         src: number,

@@ -12,7 +12,13 @@
  */
 import { packI2S } from "../../engine/format/ternary_pack.ts";
 import { loadModel } from "../../engine/model/loader.ts";
-import { bnClock, compileKernel, KERNEL_IDS, LAYOUT_IDS, type TernaryLayout } from "../../wasm/loader.ts";
+import {
+  compileKernel,
+  KERNEL_IDS,
+  kernelImports,
+  LAYOUT_IDS,
+  type TernaryLayout,
+} from "../../wasm/loader.ts";
 
 /** Shapes [rows, cols, tokens]: whole groups of 16, a tail past them, 1-8 tokens (pairs and an odd one). */
 export const DOT_SHAPES: readonly (readonly [number, number, number])[] = [
@@ -37,7 +43,7 @@ function rng(seed: number) {
 async function dots(): Promise<{ mismatches: string[]; checked: number }> {
   const km = await compileKernel("relaxed");
   const memory = new WebAssembly.Memory({ initial: 256, maximum: 256, shared: true });
-  const x = (await WebAssembly.instantiate(km.module, { env: { memory, bn_clock: bnClock } }))
+  const x = (await WebAssembly.instantiate(km.module, kernelImports(memory)))
     .exports as unknown as {
       bn_i2s_place(
         src: number,
