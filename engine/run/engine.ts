@@ -15,6 +15,7 @@ import { type GenerateRequest, type GenerationEvent, Sequence } from "./sequence
 import { Tokenizer } from "../text/tokenizer.ts";
 import { formatBytes } from "../model/memory_plan.ts";
 import type { TernaryLayout } from "../../wasm/loader.ts";
+import { Grammars } from "../text/grammar_service.ts";
 
 export interface EngineOptions extends LoadOptions {
   /** Requests that may wait for a slot (default 16). */
@@ -26,6 +27,8 @@ export interface EngineOptions extends LoadOptions {
    * {@linkcode DEFAULT_CACHE_MEM}; 0: off).
    */
   readonly cacheMemBytes?: number;
+  /** Compiled grammars kept in the cache when no request uses them (default 32). */
+  readonly grammarCache?: number;
 }
 
 /** Default size of the host-memory prompt cache: 256 MiB (about 3,400 positions of 2B4T). */
@@ -80,16 +83,25 @@ export class Engine {
   /** Token ids that end a reply: end-of-turn and end-of-text. */
   readonly stopTokens: readonly number[];
   readonly runtime: ModelRuntime;
+  /** Constrained decoding: compiles grammars for {@linkcode GenerateRequest.grammar}. */
+  readonly grammars: Grammars;
   readonly #scheduler: Scheduler;
   readonly #replies: ReplyMemory;
 
-  private constructor(info: ModelInfo, tokenizer: Tokenizer, runtime: ModelRuntime, scheduler: Scheduler) {
+  private constructor(
+    info: ModelInfo,
+    tokenizer: Tokenizer,
+    runtime: ModelRuntime,
+    scheduler: Scheduler,
+    grammarCache?: number,
+  ) {
     this.info = info;
     this.tokenizer = tokenizer;
     this.runtime = runtime;
     this.stopTokens = chatStopIds(tokenizer);
     this.#scheduler = scheduler;
     this.#replies = new ReplyMemory(tokenizer);
+    this.grammars = new Grammars(tokenizer, this.stopTokens, { cacheSize: grammarCache });
   }
 
   /** Loads the GGUF at `path`, its tokenizer, and starts the kernel workers. */
@@ -148,7 +160,7 @@ export class Engine {
       prefillChunk: options.prefillChunk ?? 32,
       promptCache: cacheMem > 0 ? new PromptCache(cacheMem, runtime.kv.bytesPerToken) : undefined,
     });
-    return new Engine(info, tokenizer, runtime, scheduler);
+    return new Engine(info, tokenizer, runtime, scheduler, options.grammarCache);
   }
 
   /** One line for start-up logs: model, kernel and which ternary path runs, threads, memory. */
@@ -211,8 +223,12 @@ export class Engine {
   }
 
   /** Drains, then stops the workers. */
-  close(): Promise<void> {
-    return this.#scheduler.close();
+  async close(): Promise<void> {
+    try {
+      await this.#scheduler.close();
+    } finally {
+      this.grammars.close();
+    }
   }
 }
 

@@ -2,7 +2,7 @@
  * Token sampling from a logits row, and OpenAI-style log-probabilities.
  *
  * Order (each step sees the result of the previous one):
- * logit bias and bans -> penalties -> temperature -> top-k -> typical-p -> top-p -> min-p -> draw.
+ * logit bias and bans -> penalties -> grammar mask -> temperature -> top-k -> typical-p -> top-p -> min-p -> draw.
  *
  * - Logit bias is added; a bias of -100 or less bans the token (OpenAI: "-100 should result in a
  *   ban"), i.e. sets it to -Infinity.
@@ -11,6 +11,8 @@
  *   `logit -= frequencyPenalty * count + presencePenalty * (count > 0)` over the same window.
  * - Tokens banned for one step (`sample()`'s `banned`: end-of-turn before `min_tokens`) get
  *   -Infinity like a -100 bias.
+ * - A grammar mask (bit `i` of word `i >> 5` set: token `i` allowed, XGrammar's layout) sets every
+ *   disallowed token to -Infinity, for every sampler including greedy; all-ones words are skipped.
  * - Temperature <= 1e-6 is greedy: argmax, ties to the lowest id (no random number is drawn).
  * - typical-p (llama.cpp's `typical_p`) keeps the tokens whose surprisal is closest to the entropy
  *   until their mass reaches p ({@linkcode typicalFilter}); min-p then compares with the most
@@ -101,6 +103,8 @@ export class Sampler {
   readonly params: Readonly<SamplingParams>;
   /** The seed in use (drawn with `crypto.getRandomValues` when none was given). */
   readonly seed: number;
+  /** Milliseconds spent applying grammar masks (see {@linkcode applyMask}). */
+  maskMs = 0;
   readonly #rng: Xoshiro128;
   readonly #biasIds: Int32Array;
   readonly #biasValues: Float64Array;
@@ -158,13 +162,24 @@ export class Sampler {
 
   /**
    * Picks the next token. `logits` is not modified; `history` holds the previous tokens (prompt
-   * and/or generated, the caller decides) for the penalties; `banned` tokens cannot be picked.
+   * and/or generated, the caller decides) for the penalties; `banned` tokens cannot be picked; `mask`
+   * is a grammar's allowed-token bitmask (at least `ceil(logits.length / 32)` words).
    */
-  sample(logits: Float32Array, history: ArrayLike<number> = [], banned: readonly number[] = []): number {
+  sample(
+    logits: Float32Array,
+    history: ArrayLike<number> = [],
+    banned: readonly number[] = [],
+    mask?: Int32Array,
+  ): number {
     const n = logits.length;
     if (n === 0) throw new RangeError("Cannot sample from an empty logits row");
     const w = this.#prepare(logits, history);
     for (const id of banned) if (id >= 0 && id < n) w[id] = -Infinity;
+    if (mask) {
+      const t0 = performance.now();
+      applyMask(w, mask);
+      this.maskMs += performance.now() - t0;
+    }
     let best = -1, m = -Infinity, nan = false;
     for (let i = 0; i < n; i++) {
       const x = w[i];
@@ -348,6 +363,35 @@ export class Sampler {
       w[id] = x - freq * count - pres;
     }
     return w;
+  }
+}
+
+/**
+ * Sets `w[i]` to -Infinity for every token whose bit in `mask` is clear (bit `i & 31` of word
+ * `i >> 5`); words of all ones are skipped, all-zero words cleared with one fill.
+ *
+ * @example
+ * ```ts
+ * import { applyMask } from "./sampler.ts";
+ * const w = new Float32Array([1, 2, 3]);
+ * applyMask(w, new Int32Array([0b101]));
+ * // w = [1, -Infinity, 3]
+ * ```
+ */
+export function applyMask(w: Float32Array, mask: Int32Array): void {
+  const n = w.length, words = (n + 31) >> 5;
+  if (mask.length < words) {
+    throw new RangeError(`Cannot apply a grammar mask of ${mask.length} words to ${n} logits`);
+  }
+  for (let k = 0; k < words; k++) {
+    const bits = mask[k];
+    if (bits === -1) continue;
+    const base = k << 5, end = Math.min(base + 32, n);
+    if (bits === 0) {
+      w.fill(-Infinity, base, end);
+      continue;
+    }
+    for (let i = base; i < end; i++) if (((bits >>> (i - base)) & 1) === 0) w[i] = -Infinity;
   }
 }
 

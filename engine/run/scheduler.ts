@@ -160,7 +160,9 @@ export class Scheduler {
         return;
       }
       const logits = await this.#forward(rows);
-      if (logits) this.#consume(rows, logits);
+      if (!logits) continue;
+      await this.#grammarMasks(rows);
+      this.#consume(rows, logits);
     }
   }
 
@@ -356,6 +358,23 @@ export class Scheduler {
       this.#stepStart = 0;
       for (const s of seqs) s.signal?.removeEventListener("abort", check);
     }
+  }
+
+  /**
+   * Waits for the grammar masks of the rows about to be sampled (the worker computes them while
+   * the forward pass runs, so this rarely waits); the wait counts as grammar time.
+   */
+  async #grammarMasks(rows: Row[]): Promise<void> {
+    const waits: [Sequence, Promise<void>][] = [];
+    for (const r of rows) {
+      const p = r.out ? r.seq.grammarReady() : undefined;
+      if (p) waits.push([r.seq, p]);
+    }
+    if (!waits.length) return;
+    const t0 = performance.now();
+    await Promise.all(waits.map((w) => w[1]));
+    const dt = performance.now() - t0;
+    for (const [seq] of waits) seq.grammarMs += dt;
   }
 
   #consume(rows: Row[], logits: Float32Array): void {

@@ -11,6 +11,7 @@ import { IncrementalDecoder } from "../text/detokenizer.ts";
 import { logprobs as tokenLogprobs, Sampler, type SamplingParams } from "./sampler.ts";
 import { StopStringMatcher } from "../text/stop_strings.ts";
 import type { Tokenizer } from "../text/tokenizer.ts";
+import type { CompiledGrammar, GrammarMatcher } from "../text/grammar_service.ts";
 
 /** What to generate. */
 export interface GenerateRequest {
@@ -35,6 +36,11 @@ export interface GenerateRequest {
   readonly score?: boolean;
   /** Reuse cached KV of an earlier prompt (default true; false: compute the whole prompt). */
   readonly cachePrompt?: boolean;
+  /**
+   * Constrains every token to this grammar; generation ends ("stop") when it is complete. The
+   * sequence opens its own matcher at once: the caller may release the grammar afterwards.
+   */
+  readonly grammar?: CompiledGrammar;
 }
 
 /** Log-probability of one token and the most likely alternatives. */
@@ -61,6 +67,8 @@ export interface Timings {
   readonly decodeMs: number;
   /** Generated tokens per second after the first. */
   readonly decodeTokensPerSecond: number;
+  /** Time the grammar added on the critical path: waiting for masks and applying them. */
+  readonly grammarMs: number;
 }
 
 export type GenerationEvent =
@@ -97,6 +105,9 @@ export class Sequence {
   readonly #promptLogprobs: (LogprobInfo | null)[] = [];
   /** Tokens the tokenizer knows: embedding rows beyond it are never sampled or scored. */
   readonly #vocab: number;
+  readonly #matcher: GrammarMatcher | null;
+  /** Time spent waiting for grammar masks (the sampler counts the time applying them). */
+  grammarMs = 0;
 
   /** KV slot, once admitted. */
   slot = -1;
@@ -131,6 +142,13 @@ export class Sequence {
     this.#history = [...request.prompt];
     this.#vocab = tokenizer.vocabSize;
     if (request.promptLogprobs) this.#promptLogprobs.push(null);
+    this.#matcher = request.grammar?.matcher() ?? null;
+    this.#matcher?.advance(-1);
+  }
+
+  /** Resolves when the grammar's mask for the next token is in; undefined without a wait. */
+  grammarReady(): Promise<void> | undefined {
+    return this.#matcher?.pending ? this.#matcher.ready : undefined;
   }
 
   get promptLength(): number {
@@ -166,7 +184,18 @@ export class Sequence {
   next(all: Float32Array, nCtx: number): boolean {
     const logits = checkFinite(all.subarray(0, this.#vocab), this.promptLength + this.generated - 1);
     const ban = this.request.ignoreEos || this.generated < (this.request.minTokens ?? 0);
-    const id = this.#sampler.sample(logits, this.#history, ban ? this.#stopList : []);
+    const m = this.#matcher;
+    if (m) {
+      if (m.error || !m.mask) {
+        this.fail(m.error ?? new Error("The grammar mask is missing"));
+        return false;
+      }
+      if (m.end) { // complete: nothing may follow, whatever min_tokens or ignore_eos ask
+        if (!this.firstTokenAt) this.firstTokenAt = performance.now();
+        return this.#finish("stop");
+      }
+    }
+    const id = this.#sampler.sample(logits, this.#history, ban ? this.#stopList : [], m?.mask ?? undefined);
     const now = performance.now();
     if (!this.firstTokenAt) this.firstTokenAt = now;
     const lp = this.request.logprobs !== undefined
@@ -179,6 +208,7 @@ export class Sequence {
     if (this.#stopTokens.has(id)) return this.#finish("stop");
     this.generated++;
     this.#history.push(id);
+    m?.advance(id);
     const { emit, stopped } = this.#stop.push(this.#decoder.push(id));
     this.#text += emit;
     this.events.push({ type: "token", id, text: emit, logprob: lp });
@@ -197,6 +227,7 @@ export class Sequence {
   #finish(reason: FinishReason, stopped = false): false {
     this.finished = true;
     this.pending = -1;
+    this.#matcher?.close();
     const tail = stopped ? "" : this.#stop.push(this.#decoder.flush()).emit + this.#stop.flush();
     this.onFinish?.(this.#history.slice(this.promptLength), this.#text + tail);
     const end = this.firstTokenAt ? performance.now() : 0;
@@ -217,6 +248,7 @@ export class Sequence {
         decodeTokensPerSecond: this.generated > 1 && decodeMs > 0
           ? ((this.generated - 1) * 1000) / decodeMs
           : 0,
+        grammarMs: this.grammarMs + this.#sampler.maskMs,
       },
       ...(this.request.score ? { meanLogprob: this.#scored ? this.#logprobSum / this.#scored : 0 } : {}),
     });
@@ -227,6 +259,7 @@ export class Sequence {
   /** Ends the stream with an error (cancellation reason, engine failure). */
   fail(error: unknown): void {
     this.finished = true;
+    this.#matcher?.close();
     this.events.fail(error);
   }
 }

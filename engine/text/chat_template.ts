@@ -13,6 +13,9 @@
  * the converter (`"Human: " ... "\n\nBITNETAssistant: "` followed by EOS, system messages dropped)
  * that the model was never trained on; with it the model loops or never stops (spec §4.4, §6.3).
  *
+ * Tool results (this server's tool-call format, see `tool_calls.ts`; 2B4T has none of its own) are
+ * turns of a fourth role, `Tool: {name} returned: {content}<|eot_id|>`.
+ *
  * Injection: {@linkcode encodeChat} tokenizes message text with `parseSpecial: false` and inserts
  * the template's own `<|eot_id|>` by id, so a user who types `<|eot_id|>` gets plain text tokens,
  * never a turn boundary.
@@ -28,8 +31,8 @@
 
 import type { Tokenizer } from "./tokenizer.ts";
 
-/** The roles the 2B4T format knows. */
-export type ChatRole = "system" | "user" | "assistant";
+/** The roles the 2B4T format knows, and `tool` for tool results. */
+export type ChatRole = "system" | "user" | "assistant" | "tool";
 
 /** One chat message. */
 export interface ChatMessage {
@@ -60,6 +63,7 @@ const ROLE_PREFIX: Readonly<Record<ChatRole, string>> = {
   system: "System: ",
   user: "User: ",
   assistant: "Assistant: ",
+  tool: "Tool: ",
 };
 // Python's str.strip() whitespace (str.isspace), which differs from String.prototype.trim().
 const PY_SPACE = "\\t-\\r\\x1c-\\x20\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
@@ -91,7 +95,7 @@ export function chatSegments(
       throw new TypeError(
         `Cannot render chat: messages[${i}].role is ${
           JSON.stringify(m?.role)
-        }, expected "system", "user" or "assistant"`,
+        }, expected "system", "user", "assistant" or "tool"`,
       );
     }
     if (typeof m.content !== "string") {

@@ -5,6 +5,7 @@ import {
   throws,
 } from "node:assert/strict";
 import {
+  applyMask,
   DEFAULT_SAMPLING_PARAMS,
   logprobs,
   Sampler,
@@ -322,4 +323,37 @@ Deno.test("sample() refuses +Infinity logits and never returns a non-id", () => 
     });
   }
   throws(() => new Sampler().sample(f32([NaN, NaN])), { name: "SamplingError", param: null });
+Deno.test("applyMask() bans every token whose bit is clear, word by word", () => {
+  const n = 70; // two full words and a tail of 6
+  const w = new Float32Array(n).fill(1);
+  const mask = new Int32Array([-1, 0, 0b100101]);
+  applyMask(w, mask);
+  for (let i = 0; i < n; i++) {
+    const allowed = i < 32 || (i >= 64 && [0, 2, 5].includes(i - 64));
+    assertEquals(w[i] === 1, allowed, `token ${i}`);
+    if (!allowed) assertEquals(w[i], -Infinity);
+  }
+  throws(() => applyMask(new Float32Array(65), new Int32Array(2)), RangeError);
+});
+
+Deno.test("sample() with a grammar mask picks only allowed tokens, greedy and sampled alike", () => {
+  const logits = new Float32Array(100).map((_, i) => i / 10); // the best tokens are the last ones
+  const mask = new Int32Array(4);
+  for (const id of [3, 40, 41, 77]) mask[id >> 5] |= 1 << (id & 31);
+  assertEquals(new Sampler({ temperature: 0 }).sample(logits, [], [], mask), 77);
+  for (
+    const params of [{ temperature: 1 }, { temperature: 1.5, topK: 50 }, { temperature: 1, topP: 0.5 }, {
+      minP: 0.2,
+    }]
+  ) {
+    const s = new Sampler({ ...params, seed: 9 });
+    for (let i = 0; i < 200; i++) {
+      assert([3, 40, 41, 77].includes(s.sample(logits, [], [], mask)), JSON.stringify(params));
+    }
+  }
+  // logit bias and penalties come first: a bias cannot revive a masked token
+  assertEquals(new Sampler({ temperature: 0, logitBias: { 99: 100, 3: 50 } }).sample(logits, [], [], mask), 3);
+  assertEquals(new Sampler({ temperature: 0, repetitionPenalty: 10 }).sample(logits, [77], [], mask), 41);
+  logits[3] = NaN;
+  assertEquals(new Sampler({ temperature: 0 }).sample(logits, [], [], mask), 77);
 });

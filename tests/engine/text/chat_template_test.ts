@@ -65,9 +65,9 @@ Deno.test("encodeChat() keeps special-token text in user content as plain text",
 });
 
 Deno.test("chatSegments() rejects unknown roles and non-string content", () => {
-  throws(() => chatSegments([{ role: "tool", content: "x" } as unknown as ChatMessage]), {
+  throws(() => chatSegments([{ role: "function", content: "x" } as unknown as ChatMessage]), {
     name: "TypeError",
-    message: /messages\[0\]\.role is "tool"/,
+    message: /messages\[0\]\.role is "function"/,
   });
   throws(() => chatSegments([{ role: "user", content: 3 } as unknown as ChatMessage]), {
     name: "TypeError",
@@ -76,6 +76,16 @@ Deno.test("chatSegments() rejects unknown roles and non-string content", () => {
   throws(() => chatSegments([{ role: "constructor", content: "x" } as unknown as ChatMessage]), {
     name: "TypeError",
   });
+});
+
+Deno.test("renderChat() writes tool results as Tool turns", () => {
+  assertEquals(
+    renderChat([{ role: "user", content: "Weather?" }, { role: "assistant", content: "<tool_call>[]" }, {
+      role: "tool",
+      content: "get_weather returned: sunny",
+    }]),
+    "User: Weather?<|eot_id|>Assistant: <tool_call>[]<|eot_id|>Tool: get_weather returned: sunny<|eot_id|>Assistant: ",
+  );
 });
 
 Deno.test("chatStopIds() returns <|eot_id|> and <|end_of_text|>", () => {
