@@ -18,6 +18,7 @@ import { checkIds, Generation, type Meta, respond, responseMeta, runSpecs } from
 import { type CompletionLogprobs, completionLogprobs } from "./logprobs.ts";
 import { inspectFields } from "./fields.ts";
 import { CompletionRequest } from "./schemas.ts";
+import { compileGrammar, grammarSpec } from "./structured.ts";
 
 const IMPLEMENTED: ReadonlySet<string> = new Set(Object.keys(CompletionRequest.shape));
 
@@ -36,18 +37,26 @@ export function completionRoutes(deps: Deps): Hono<AppEnv> {
         "best_of",
       );
     }
+    const constraint = grammarSpec(body);
+    const grammar = constraint ? await compileGrammar(engine, constraint.spec, constraint.param) : undefined;
     const opts = {
       maxTokens: body.max_tokens,
       logprobs,
       promptLogprobs: echo && logprobs !== undefined,
       n: bestOf,
       score: bestOf > n,
+      grammar,
     };
-    const specs = runSpecs(engine, prompts.map((p) => p.ids), body, opts);
-    const gen = new Generation(c, deps, specs, {
-      param: "prompt",
-      user: body.user ?? body.safety_identifier,
-    });
+    let gen: Generation;
+    try {
+      const specs = runSpecs(engine, prompts.map((p) => p.ids), body, opts);
+      gen = new Generation(c, deps, specs, {
+        param: "prompt",
+        user: body.user ?? body.safety_identifier,
+      });
+    } finally {
+      grammar?.release(); // each sequence holds its own matcher now
+    }
     const f = new Formatter(gen, engine.tokenizer, echo ? prompts : null, logprobs !== undefined);
     const meta = responseMeta(c, "cmpl");
     const usage = !!body.stream_options?.include_usage;

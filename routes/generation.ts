@@ -9,6 +9,7 @@
 import type { Context } from "hono";
 import type { Engine } from "../engine/run/engine.ts";
 import type { GenerateRequest, GenerationEvent } from "../engine/run/sequence.ts";
+import type { CompiledGrammar } from "../engine/text/grammar_service.ts";
 import type { AppEnv, Deps, RequestRecord } from "./context.ts";
 import { ApiError, clientClosed, timedOut, toApiError } from "./errors.ts";
 import type { CommonRequest } from "./schemas.ts";
@@ -29,6 +30,8 @@ export interface SpecOptions {
   readonly n?: number;
   /** Sum each run's generated-token log-probabilities (`best_of`). */
   readonly score?: boolean;
+  /** The grammar every run is constrained to. */
+  readonly grammar?: CompiledGrammar;
 }
 
 /** `value` unless `alias` names a different one (400 naming the alias). */
@@ -103,6 +106,7 @@ export function runSpecs(
         ignoreEos: body.ignore_eos ?? undefined,
         cachePrompt: body.cache_prompt ?? undefined,
         score: o.score,
+        grammar: o.grammar,
       },
     }))
   );

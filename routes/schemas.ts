@@ -14,6 +14,28 @@ const num = (min: number, max: number) => z.number().min(min).max(max);
 const tokenId = z.int().min(0, { error: "token ids are non-negative integers" });
 const MAX_STOP = 16;
 const MAX_PROMPTS = 16;
+const MAX_TOOLS = 128;
+const jsonSchema = z.union([z.record(z.string(), z.unknown()), z.boolean()], {
+  error: "expected a JSON Schema (an object or a boolean)",
+});
+const functionName = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, {
+  error: "expected 1 to 64 letters, digits, underscores or dashes",
+});
+
+/** OpenAI's `response_format`. */
+const responseFormat = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("text") }),
+  z.object({ type: z.literal("json_object") }),
+  z.object({
+    type: z.literal("json_schema"),
+    json_schema: z.object({
+      name: functionName,
+      description: z.string().nullish(),
+      schema: jsonSchema.nullish(),
+      strict: z.boolean().nullish(),
+    }),
+  }),
+], { error: 'expected {"type": "text" | "json_object" | "json_schema"}' });
 
 /** Fields of both chat and completions: sampling, stop, n, streaming. */
 const common = {
@@ -53,6 +75,11 @@ const common = {
   stream: z.boolean().nullish(),
   stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   user: z.string().max(256).nullish(),
+  response_format: responseFormat.nullish(),
+  /** llama-server: a JSON Schema the output must match. */
+  json_schema: jsonSchema.nullish(),
+  /** llama-server: a grammar (XGrammar EBNF, GBNF-compatible) the output must match. */
+  grammar: z.string().max(1 << 20).nullish(),
 };
 
 const textPart = z.object({ type: z.literal("text"), text: z.string() });
@@ -60,17 +87,43 @@ const content = z.union([z.string(), z.array(textPart)], {
   error: 'expected a string or an array of {type: "text", text} parts',
 });
 
+const toolCall = z.object({
+  id: z.string().max(256),
+  type: z.literal("function"),
+  function: z.object({ name: functionName, arguments: z.string() }),
+});
+
+/** A function the model may call (`tools[i]`). */
+const tool = z.object({
+  type: z.literal("function"),
+  function: z.object({
+    name: functionName,
+    description: z.string().nullish(),
+    parameters: z.record(z.string(), z.unknown()).nullish(),
+    strict: z.boolean().nullish(),
+  }),
+});
+
 /** `POST /v1/chat/completions`. */
 export const ChatRequest = z.object({
   ...common,
   max_tokens: int(1, 2 ** 31).nullish(),
   messages: z.array(z.object({
-    role: z.enum(["system", "developer", "user", "assistant"]),
+    role: z.enum(["system", "developer", "user", "assistant", "tool"]),
     content: content.nullish(),
+    tool_calls: z.array(toolCall).max(MAX_TOOLS).nullish(),
+    tool_call_id: z.string().max(256).nullish(),
   })).min(1, { error: "at least one message is required" }).max(4096),
   max_completion_tokens: int(1, 2 ** 31).nullish(),
   logprobs: z.boolean().nullish(),
   top_logprobs: int(0, 20).nullish(),
+  tools: z.array(tool).max(MAX_TOOLS).nullish(),
+  tool_choice: z.union([
+    z.enum(["none", "auto", "required"]),
+    z.object({ type: z.literal("function"), function: z.object({ name: functionName }) }),
+  ], { error: 'expected "none", "auto", "required" or {"type": "function", "function": {"name"}}' })
+    .nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
 }).refine((b) => b.top_logprobs == null || b.logprobs, {
   path: ["top_logprobs"],
   error: "top_logprobs requires logprobs: true",

@@ -203,7 +203,8 @@ suite("chat completions", {}, [
     const cases: [Record<string, unknown>, string][] = [
       [{ messages: "hi" }, "messages"],
       [{ messages: [] }, "messages"],
-      [{ messages: [{ role: "tool", content: "x" }] }, "messages[0].role"],
+      [{ messages: [{ role: "function", content: "x" }] }, "messages[0].role"],
+      [{ messages: [{ role: "tool", content: "x" }] }, "messages[0].tool_call_id"],
       [{ messages: [{ role: "user", content: 5 }] }, "messages[0].content"],
       [
         { messages: [{ role: "user", content: [{ type: "image_url", image_url: "x" }] }] },
