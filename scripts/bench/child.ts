@@ -10,6 +10,7 @@
  * @module
  */
 import { Engine } from "../../engine/run/engine.ts";
+import { JSON_ESCAPE, PLAIN_CHAR } from "../../engine/text/json_chars.ts";
 import type { ModelRuntime } from "../../engine/run/runtime.ts";
 import type { GenerationEvent } from "../../engine/run/sequence.ts";
 import { peakRss } from "./_proc.ts";
@@ -18,6 +19,7 @@ import { mulberry32 } from "../_prng.ts";
 import type {
   BytesPerToken,
   ChildConfig,
+  GrammarResult,
   MultiResult,
   Samples,
   SingleResult,
@@ -161,6 +163,17 @@ async function runSingle(cfg: ChildConfig): Promise<SingleResult> {
     }
     log(`tg${w.tgTokens}: ${tg.decodeTokensPerSecond.toFixed(2)} tok/s`);
 
+    const grammar = await measureGrammar(engine, prompt(w.shortPrompt), w.tgTokens);
+    log(
+      `grammar: init ${grammar.initMs.toFixed(0)} ms, compile ${grammar.compileSmallMs.toFixed(0)} / ` +
+        `${grammar.compile200Ms.toFixed(0)} ms (3 / 200 properties), constrained tg ${
+          grammar.tgTokPerSec.toFixed(2)
+        } tok/s, ` +
+        `mask ${grammar.maskMsPerToken.toFixed(3)} ms/token (${
+          (grammar.maskShare * 100).toFixed(2)
+        }% of decode)`,
+    );
+
     const bandwidthGBs = await rt.sweep(5);
     log(`weights sweep: ${bandwidthGBs.toFixed(1)} GB/s`);
 
@@ -183,10 +196,62 @@ async function runSingle(cfg: ChildConfig): Promise<SingleResult> {
       bandwidthGBs,
       rssBeforeKvBytes,
       peakRssBytes,
+      grammar,
     };
   } finally {
     await engine.close();
   }
+}
+
+/** A 200-property object schema: 50 required, five value types in turn. */
+export function wideSchema(n = 200): Record<string, unknown> {
+  const kinds = [{ type: "string" }, { type: "integer" }, { type: "boolean" }, { type: "number" }, {
+    enum: ["a", "b", "c"],
+  }];
+  const properties = Object.fromEntries(Array.from({ length: n }, (_, i) => [`field_${i}`, kinds[i % 5]]));
+  return { type: "object", properties, required: Object.keys(properties).slice(0, n / 4) };
+}
+
+/** Compile times, and a greedy decode of JSON strings under a grammar that never completes. */
+async function measureGrammar(engine: Engine, prompt: number[], tokens: number): Promise<GrammarResult> {
+  const grammars = engine.grammars;
+  const timed = async (spec: Parameters<typeof grammars.compile>[0]) => {
+    const t = performance.now();
+    const g = await grammars.compile(spec);
+    return { g, ms: performance.now() - t };
+  };
+  const small = await timed({
+    type: "json_schema",
+    schema: {
+      type: "object",
+      properties: { name: { type: "string" }, age: { type: "integer" }, ok: { type: "boolean" } },
+    },
+  });
+  small.g.release();
+  const initMs = grammars.initMs;
+  const wide = await timed({ type: "json_schema", schema: wideSchema() });
+  wide.g.release();
+  const cached = await timed({ type: "json_schema", schema: wideSchema() });
+  cached.g.release();
+  // a JSON array of strings that never closes: string masks as in any schema, and no end
+  const strings = `root ::= "[" s ("," s)*\ns ::= "\\"" t\n` +
+    `t ::= ("\\"" | ${PLAIN_CHAR} t | ${JSON_ESCAPE} t) (= [,}\\]:])`;
+  const long = await grammars.compile({ type: "ebnf", grammar: strings });
+  const events = engine.generate({ prompt, maxTokens: tokens, sampling: { temperature: 0 }, grammar: long });
+  long.release();
+  let done: Extract<GenerationEvent, { type: "done" }> | undefined;
+  for await (const ev of events) if (ev.type === "done") done = ev;
+  if (!done || done.usage.completionTokens !== tokens) throw new Error("the constrained tg run ended early");
+  const t = done.timings;
+  return {
+    initMs,
+    compileSmallMs: small.ms - initMs,
+    compile200Ms: wide.ms,
+    cachedMs: cached.ms,
+    tgTokPerSec: t.decodeTokensPerSecond,
+    maskMsPerToken: t.grammarMs / tokens,
+    maskShare: t.decodeMs > 0 ? t.grammarMs / t.decodeMs : 0,
+  };
 }
 
 /** Submits `prompts` at once (all admitted before the first step) and collects every stream. */

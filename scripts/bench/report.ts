@@ -91,6 +91,7 @@ export function markdown(r: BenchResult): string {
     `. peak RSS: VmHWM at ${w.singleCtx} ctx x 1 slot with the whole KV cache resident. ` +
     `bytes/token: weights + LM head + KV read at the tg run's mean position; GB/s = bytes/token x tg tok/s. ` +
     `fused: V8's revectorizer on (\`--experimental-wasm-revectorize\`: 256-bit AVX2 code for the kernels written for it).`,
+    ...grammarTable(r),
   ].join("\n");
 }
 
@@ -207,6 +208,52 @@ export function profileTables(r: BenchResult): string {
   ].join("\n\n");
 }
 
+/** The constrained-decoding table (runs that measured it). */
+function grammarTable(r: BenchResult): string[] {
+  const runs = r.runs.filter((run) => run.single.grammar);
+  if (!runs.length) return [];
+  const head = [
+    "threads",
+    "head",
+    "fused",
+    "tokenizer info",
+    "compile 3 props",
+    "compile 200 props",
+    "cached",
+    `constrained tg${r.workload.tgTokens} tok/s`,
+    "mask ms/token",
+    "mask % of decode",
+  ];
+  const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
+  return [
+    "",
+    `Constrained decoding (XGrammar, ${r.model.nVocab}-token vocabulary):`,
+    "",
+    line(head),
+    line(head.map(() => "---")),
+    ...runs.map((run) => {
+      const g = run.single.grammar!;
+      return line([
+        String(run.threads),
+        run.head,
+        run.revec ? "on" : "off",
+        ms(g.initMs),
+        ms(g.compileSmallMs),
+        ms(g.compile200Ms),
+        `${g.cachedMs.toFixed(1)} ms`,
+        f(g.tgTokPerSec, 2),
+        f(g.maskMsPerToken, 3),
+        `${f(g.maskShare * 100, 2)}%`,
+      ]);
+    }),
+    "",
+    "tokenizer info: grammar worker start and XGrammar's tokenizer info, once per model. compile: a schema with 3 " +
+    "properties, then 200 (50 required); cached: the 200 again. constrained tg: greedy decode inside a JSON " +
+    "string; mask: `timings.grammarMs` (waiting for the worker's bitmask plus applying it to the logits) per token " +
+    "and as a share of the decode time.",
+  ];
+}
+
 interface Metric {
   readonly name: string;
   readonly get: (run: RunResult) => number | null;
@@ -247,6 +294,18 @@ function metrics(r: BenchResult): Metric[] {
     { name: "peak RSS", get: (x) => x.single.peakRssBytes, higherIsBetter: false, fmt: mib },
     { name: "bytes/token", get: (x) => x.single.bytesPerToken.total, higherIsBetter: false, fmt: mib },
     { name: "GB/s", get: (x) => x.impliedGBs, higherIsBetter: true, fmt: (x) => x.toFixed(2) },
+    {
+      name: "compile 200 props ms",
+      get: (x) => x.single.grammar?.compile200Ms ?? null,
+      higherIsBetter: false,
+      fmt: (x) => x.toFixed(0),
+    },
+    {
+      name: "mask % of decode",
+      get: (x) => x.single.grammar ? x.single.grammar.maskShare * 100 : null,
+      higherIsBetter: false,
+      fmt: (x) => x.toFixed(2),
+    },
   ];
 }
 

@@ -98,6 +98,26 @@ export interface SingleResult {
   readonly rssBeforeKvBytes: number;
   /** VmHWM at the end, with every KV cache page resident (as at a full context). */
   readonly peakRssBytes: number;
+  /** Constrained decoding (absent in results from before it was measured). */
+  readonly grammar?: GrammarResult;
+}
+
+/** Constrained decoding with XGrammar: compile times and what the mask costs per token. */
+export interface GrammarResult {
+  /** Grammar worker start and XGrammar's tokenizer info for the whole vocabulary (once per model). */
+  readonly initMs: number;
+  /** Compiling a small schema (3 properties). */
+  readonly compileSmallMs: number;
+  /** Compiling a 200-property schema (50 required; strings, integers, booleans, numbers, enums). */
+  readonly compile200Ms: number;
+  /** The 200-property schema again: a cache hit (one worker round trip). */
+  readonly cachedMs: number;
+  /** Greedy decode of `tgTokens` tokens inside a JSON string (`timings.decodeTokensPerSecond`). */
+  readonly tgTokPerSec: number;
+  /** `timings.grammarMs` per generated token: waiting for masks plus applying them. */
+  readonly maskMsPerToken: number;
+  /** `timings.grammarMs` over the decode time. */
+  readonly maskShare: number;
 }
 
 /** Aggregate decode with `streams` concurrent requests. */

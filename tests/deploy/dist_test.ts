@@ -70,7 +70,7 @@ Deno.test("deno task dist: a release directory and tarball with runtime, code, w
       "deploy/systemd/bitnet-server.service",
     ]
   ) assert(Deno.statSync(`${r.root}/${f}`).isFile, f);
-  for (const pkg of ["hono", "zod"]) {
+  for (const pkg of ["hono", "zod", "@mlc-ai/web-xgrammar"]) {
     assert(Deno.statSync(`${r.root}/cache/npm/registry.npmjs.org/${pkg}`).isDirectory);
   }
   assert(
@@ -80,7 +80,7 @@ Deno.test("deno task dist: a release directory and tarball with runtime, code, w
   // Nothing of the test suite, the other scripts or the dev-only packages.
   const scripts = [...Deno.readDirSync(`${r.root}/app/scripts`)].map((e) => e.name);
   assertEquals(scripts, ["pull.ts"]);
-  const absentPackages = ["openai", "puppeteer-core"].map((p) => `cache/npm/registry.npmjs.org/${p}`);
+  const absentPackages = ["openai", "puppeteer-core", "ajv"].map((p) => `cache/npm/registry.npmjs.org/${p}`);
   for (const absent of ["app/tests", ...absentPackages]) {
     assert(!(await sh("test", ["-e", `${r.root}/${absent}`])).ok, absent);
   }
@@ -246,6 +246,14 @@ Deno.test("the unpacked tarball starts without deno on PATH or network and strea
     for await (const chunk of stream) chunks.push(chunk);
     assertEquals(chunks[0].choices[0].delta.role, "assistant");
     assert(chunks.some((c) => c.choices[0]?.finish_reason), "a finish_reason chunk");
+    // constrained decoding runs from the release's own npm cache (XGrammar), offline
+    const json = await client.chat.completions.create({
+      model: "default",
+      messages: [{ role: "user", content: "Yes or no?" }],
+      response_format: { type: "json_schema", json_schema: { name: "a", schema: { enum: ["yes", "no"] } } },
+      max_tokens: 8,
+    });
+    assert(['"yes"', '"no"'].includes(json.choices[0].message.content!), json.choices[0].message.content!);
     const health = await fetch(`http://127.0.0.1:${a.port}/health`);
     assertEquals([health.status, await health.json()], [200, { status: "ok" }]);
     // The playground, read from the release with the server's read-only permission.

@@ -45,6 +45,20 @@ function checkRun(run: RunResult, threads: number, revec: boolean) {
   for (const k of ["ternary", "head", "other", "kv", "total"] as const) positive(b[k], `bytesPerToken.${k}`);
   assertEquals(b.total, b.ternary + b.head + b.other + b.kv);
   assert(s.peakRssBytes >= s.rssBeforeKvBytes && s.peakRssBytes >= s.memory.weights);
+  const g = s.grammar!;
+  for (
+    const k of [
+      "initMs",
+      "compileSmallMs",
+      "compile200Ms",
+      "cachedMs",
+      "tgTokPerSec",
+      "maskMsPerToken",
+    ] as const
+  ) {
+    positive(g[k], `grammar.${k}`);
+  }
+  positive(g.maskShare, "grammar.maskShare"); // a tiny model decodes faster than the worker answers: no bound
   positive(run.impliedGBs, "impliedGBs");
   positive(s.bandwidthGBs, "bandwidthGBs");
   positive(run.bandwidthFraction ?? 0, "bandwidthFraction");
@@ -198,6 +212,12 @@ Deno.test("bench --quick writes JSON with every field and prints the table; --co
     assert(run.stdout.includes(fusedRatios(r)) && fusedRatios(r).includes("| 2 threads, "), run.stdout);
     assert(run.stdout.includes(profileTables(r)), run.stdout);
     assert(profileTables(r).includes("| LM head | "), profileTables(r));
+    assert(
+      run.stdout.includes(
+        "| threads | head | fused | tokenizer info | compile 3 props | compile 200 props |",
+      ),
+      run.stdout,
+    );
 
     // --from re-renders a saved run without running; --compare prints old -> new per metric
     const old = `${dir}/old.json`;
