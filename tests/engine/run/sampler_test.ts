@@ -323,6 +323,8 @@ Deno.test("sample() refuses +Infinity logits and never returns a non-id", () => 
     });
   }
   throws(() => new Sampler().sample(f32([NaN, NaN])), { name: "SamplingError", param: null });
+});
+
 Deno.test("applyMask() bans every token whose bit is clear, word by word", () => {
   const n = 70; // two full words and a tail of 6
   const w = new Float32Array(n).fill(1);
