@@ -354,7 +354,10 @@ Deno.test("sample() with a grammar mask picks only allowed tokens, greedy and sa
     }
   }
   // logit bias and penalties come first: a bias cannot revive a masked token
-  assertEquals(new Sampler({ temperature: 0, logitBias: { 99: 100, 3: 50 } }).sample(logits, [], [], mask), 3);
+  assertEquals(
+    new Sampler({ temperature: 0, logitBias: { 99: 100, 3: 50 } }).sample(logits, [], [], mask),
+    3,
+  );
   assertEquals(new Sampler({ temperature: 0, repetitionPenalty: 10 }).sample(logits, [77], [], mask), 41);
   logits[3] = NaN;
   assertEquals(new Sampler({ temperature: 0 }).sample(logits, [], [], mask), 77);

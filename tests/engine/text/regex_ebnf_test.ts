@@ -68,7 +68,10 @@ Deno.test("patternToEbnf() agrees with RegExp (u flag) on the JSON text of each 
       const got = await accepts(ebnf, JSON.stringify(s));
       // a class with only some non-ASCII characters matches ASCII only (see json_chars.ts): never wider
       if (got !== want) {
-        assert(!got && [...s].some((ch) => ch.codePointAt(0)! > 0x7f), `${p} on ${JSON.stringify(s)}: ${got}, RegExp ${want}`);
+        assert(
+          !got && [...s].some((ch) => ch.codePointAt(0)! > 0x7f),
+          `${p} on ${JSON.stringify(s)}: ${got}, RegExp ${want}`,
+        );
       }
     }
   }
