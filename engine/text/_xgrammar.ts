@@ -15,6 +15,9 @@
  */
 import { createRequire } from "node:module";
 import type * as XG from "@mlc-ai/web-xgrammar";
+// A runtime import of the package (its package.json): it puts the package in this run's npm
+// resolution whatever the lockfile, so `require.resolve` below finds its files.
+import xgrammarPackage from "@mlc-ai/web-xgrammar/package.json" with { type: "json" };
 
 /** The package's exports. */
 export type XGrammar = typeof XG;
@@ -42,7 +45,7 @@ export interface XGrammarInstance {
 export function loadXGrammar(): XGrammarInstance {
   if (!factory) {
     const require = createRequire(import.meta.url);
-    filename = require.resolve(PACKAGE);
+    filename = require.resolve(`${PACKAGE}/${xgrammarPackage.main}`);
     const source = Deno.readTextFileSync(filename);
     factory = new Function("exports", "module", "require", "__filename", "__dirname", "console", source) as (
       ...args: unknown[]

@@ -2,7 +2,8 @@
  * JSON Schema `format` values the grammar enforces, each as an anchored regular expression for
  * `regex_ebnf.ts`. Every expression accepts a subset of what the format allows (as ajv-formats
  * checks it in "full" mode): dates use days 01-28 for February, times carry a time zone, IPv6 is
- * written in full, hostnames have at most four labels of at most 32 characters.
+ * written in full, hostnames have at most four labels of at most 32 characters, an email's local
+ * part is up to three runs of letters and digits joined by single `.`, `_`, `+` or `-`.
  *
  * @module
  */
@@ -21,7 +22,7 @@ export const FORMAT_PATTERNS: Readonly<Record<string, string>> = Object.freeze({
   "time": `^${TIME}$`,
   "date-time": `^${DATE}T${TIME}$`,
   "duration": "^P(?:\\d{1,4}D|\\d{1,4}W|(?:\\d{1,4}D)?T\\d{1,4}[HMS])$",
-  "email": `^[A-Za-z0-9](?:[A-Za-z0-9._+-]{0,30}[A-Za-z0-9])?@${LABEL}(?:\\.${LABEL}){0,2}\\.[a-z]{2,8}$`,
+  "email": `^[A-Za-z0-9]{1,16}(?:[._+-][A-Za-z0-9]{1,16}){0,2}@${LABEL}(?:\\.${LABEL}){0,2}\\.[a-z]{2,8}$`,
   "hostname": `^${HOST}$`,
   "ipv4": `^${OCTET}(?:\\.${OCTET}){3}$`,
   "ipv6": "^[0-9a-f]{1,4}(?::[0-9a-f]{1,4}){7}$",

@@ -2,6 +2,7 @@ import { deepStrictEqual as assertEquals, ok as assert, throws } from "node:asse
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
 import { GrammarError } from "../../../engine/text/grammar_error.ts";
+import { FORMAT_PATTERNS } from "../../../engine/text/json_formats.ts";
 import { jsonSchemaEbnf } from "../../../engine/text/json_schema_ebnf.ts";
 import { accepts, Walker } from "./_xgrammar_walk.ts";
 
@@ -102,6 +103,16 @@ Deno.test("jsonSchemaEbnf(): every document a random walk through the grammar dr
         throw new Error(`${JSON.stringify(schema)}: ${JSON.stringify(d)} is not JSON`);
       }
       assert(ajv.validate(schema, v), `${JSON.stringify(schema)}: ${d} ${JSON.stringify(ajv.errors)}`);
+    }
+  }
+});
+
+Deno.test("jsonSchemaEbnf(): formats are subsets of ajv-formats' full checks (300 walks each)", async () => {
+  const walker = new Walker(11);
+  for (const format of Object.keys(FORMAT_PATTERNS)) {
+    const schema = { type: "string", format };
+    for (const d of await walker.walk(jsonSchemaEbnf(schema), 300)) {
+      assert(ajv.validate(schema, JSON.parse(d)), `${format}: ${d}`);
     }
   }
 });
