@@ -343,6 +343,25 @@ export class KernelHelpers {
     this.x.bn_i2s_place(src, dst, rows, cols, nbytes, LAYOUT_IDS[layout]);
   }
 
+  /**
+   * Test and bench probe: `reps` passes of the `kernel` variant's ternary dots of a [rows][cols]
+   * matrix at `w` (placed for `layout` by {@linkcode KernelHelpers.placeI2s}) with `n` int8 rows at
+   * `q`; the raw dots land at `dots` as [n][rows]. Returns the kernel status (0: ok).
+   */
+  probeI2(
+    kernel: KernelVariant,
+    layout: TernaryLayout,
+    w: number,
+    rows: number,
+    cols: number,
+    q: number,
+    n: number,
+    dots: number,
+    reps = 1,
+  ): number {
+    return this.x.bn_probe_i2(KERNEL_IDS[kernel], LAYOUT_IDS[layout], w, rows, cols, q, n, dots, reps);
+  }
+
   /** Quantizes n F16 values at `src` to Q8_0 blocks at `dst`. */
   quantizeQ8_0(src: number, dst: number, n: number): void {
     this.x.bn_quantize_q8_0_f16(src, dst, n);

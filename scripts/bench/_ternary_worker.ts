@@ -1,17 +1,18 @@
 /**
  * Worker of `scripts/bench/ternary.ts`: instantiates the kernel module over the shared memory with
- * its own stack, then times `bn_probe_i2` passes over the matrices it is sent.
+ * its own stack (wasm/loader.ts's WasmHost), then times ternary probe passes over the matrices it is sent.
  *
- * Messages: `{ init: { module, memory, stackTop } }` -> `{ ready: true }`; `{ run: Job }` ->
+ * Messages: `{ init: { km, memory, stackTop } }` -> `{ ready: true }`; `{ run: Job }` ->
  * `{ ms }` (the wall time of the passes on this thread).
  *
  * @module
  */
+import { type KernelModule, type KernelVariant, type TernaryLayout, WasmHost } from "../../wasm/loader.ts";
 
 /** One timed run: `reps` passes of this thread's rows of every matrix against `n` activation rows. */
 export interface Job {
-  readonly kernel: number;
-  readonly layout: number;
+  readonly kernel: KernelVariant;
+  readonly layout: TernaryLayout;
   readonly mats: readonly {
     readonly w: number;
     readonly rows: number;
@@ -25,33 +26,19 @@ export interface Job {
   readonly reps: number;
 }
 
-interface Exports {
-  __stack_pointer: WebAssembly.Global;
-  bn_probe_i2(
-    kernel: number,
-    layout: number,
-    w: number,
-    rows: number,
-    cols: number,
-    q: number,
-    n: number,
-    dots: number,
-    reps: number,
-  ): number;
-}
-
 declare const self: { onmessage: ((e: MessageEvent) => void) | null; postMessage(msg: unknown): void };
 
-let x: Exports | null = null;
+let host: WasmHost | null = null;
 
 self.onmessage = async (e: MessageEvent) => {
   const { init, run } = e.data;
   if (init) {
-    const instance = await WebAssembly.instantiate(init.module as WebAssembly.Module, {
-      env: { memory: init.memory },
-    });
-    x = instance.exports as unknown as Exports;
-    x.__stack_pointer.value = init.stackTop;
+    const { km, memory, stackTop } = init as {
+      km: KernelModule;
+      memory: WebAssembly.Memory;
+      stackTop: number;
+    };
+    host = await WasmHost.create(km, memory, stackTop);
     self.postMessage({ ready: true });
     return;
   }
@@ -62,7 +49,7 @@ self.onmessage = async (e: MessageEvent) => {
       // rows [m0, m1) of the matrix: the probe sees them as a matrix of their own, which the
       // layouts allow at group boundaries (m0 a multiple of 16, the codes before it skipped)
       const skip = (m.m0 * m.cols) / 4;
-      const status = x!.bn_probe_i2(
+      const status = host!.probeI2(
         job.kernel,
         job.layout,
         m.w + skip,
@@ -71,7 +58,6 @@ self.onmessage = async (e: MessageEvent) => {
         job.q,
         job.n,
         job.dots,
-        1,
       );
       if (status !== 0) throw new Error(`bn_probe_i2 failed with status ${status}`);
     }

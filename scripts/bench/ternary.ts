@@ -25,12 +25,10 @@ import { parseArgs } from "node:util";
 import {
   compileKernel,
   detectKernel,
-  KERNEL_IDS,
-  kernelImports,
   type KernelModule,
-  LAYOUT_IDS,
   STACK_BYTES,
   type TernaryLayout,
+  WasmHost,
 } from "../../wasm/loader.ts";
 import type { Job } from "./_ternary_worker.ts";
 
@@ -84,17 +82,7 @@ async function place(
   q: number,
   n: number,
 ) {
-  const x = (await WebAssembly.instantiate(km.module, kernelImports(memory)))
-    .exports as unknown as {
-      bn_i2s_place(
-        src: number,
-        dst: number,
-        rows: number,
-        cols: number,
-        nbytes: number,
-        layout: number,
-      ): void;
-    };
+  const host = await WasmHost.create(km, memory, km.heapBase);
   const bytes = new Uint8Array(memory.buffer);
   let seed = 12345;
   const pattern = new Uint8Array(1 << 16);
@@ -109,7 +97,7 @@ async function place(
     for (let i = 0; i < nb; i += pattern.length) {
       bytes.set(pattern.subarray(0, Math.min(pattern.length, nb - i)), stage + i);
     }
-    for (const l of LAYOUTS) x.bn_i2s_place(stage, m.at[l], m.rows, m.cols, nb, LAYOUT_IDS[l]);
+    for (const l of LAYOUTS) host.placeI2s(stage, m.at[l], m.rows, m.cols, nb, l);
   }
 }
 
@@ -125,7 +113,7 @@ async function startWorkers(
     new Promise<void>((resolve, reject) => {
       w.onmessage = () => resolve();
       w.onerror = (e) => reject(new Error(e.message));
-      w.postMessage({ init: { module: km.module, memory, stackTop: stackTops[i] } });
+      w.postMessage({ init: { km, memory, stackTop: stackTops[i] } });
     })
   ));
   return workers;
@@ -203,11 +191,11 @@ if (import.meta.main) {
         const macs = set.reduce((s, m) => s + m.rows * m.cols, 0) * n * reps;
         const rate: Record<TernaryLayout, number[]> = { r4: [], r16: [] };
         const perCpu: Record<TernaryLayout, number[]> = { r4: [], r16: [] };
-        const job = { kernel: KERNEL_IDS[kernel], q, n, reps };
-        for (const l of LAYOUTS) await timed(workers, { ...job, layout: LAYOUT_IDS[l] }, set, l, dots, n); // warm
+        const job = { kernel, q, n, reps };
+        for (const l of LAYOUTS) await timed(workers, { ...job, layout: l }, set, l, dots, n); // warm
         for (let r = 0; r < rounds; r++) {
           for (const l of LAYOUTS) {
-            const t = await timed(workers, { ...job, layout: LAYOUT_IDS[l] }, set, l, dots, n);
+            const t = await timed(workers, { ...job, layout: l }, set, l, dots, n);
             rate[l].push(macs / t.wall / 1e6 / threads);
             perCpu[l].push(macs / t.cpu / 1e6);
           }

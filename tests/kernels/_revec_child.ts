@@ -12,13 +12,7 @@
  */
 import { packI2S } from "../../engine/format/ternary_pack.ts";
 import { loadModel } from "../../engine/model/loader.ts";
-import {
-  compileKernel,
-  KERNEL_IDS,
-  kernelImports,
-  LAYOUT_IDS,
-  type TernaryLayout,
-} from "../../wasm/loader.ts";
+import { compileKernel, type TernaryLayout, WasmHost } from "../../wasm/loader.ts";
 
 /** Shapes [rows, cols, tokens]: whole groups of 16, a tail past them, 1-8 tokens (pairs and an odd one). */
 export const DOT_SHAPES: readonly (readonly [number, number, number])[] = [
@@ -43,28 +37,7 @@ function rng(seed: number) {
 async function dots(): Promise<{ mismatches: string[]; checked: number }> {
   const km = await compileKernel("relaxed");
   const memory = new WebAssembly.Memory({ initial: 256, maximum: 256, shared: true });
-  const x = (await WebAssembly.instantiate(km.module, kernelImports(memory)))
-    .exports as unknown as {
-      bn_i2s_place(
-        src: number,
-        dst: number,
-        rows: number,
-        cols: number,
-        nbytes: number,
-        layout: number,
-      ): void;
-      bn_probe_i2(
-        k: number,
-        l: number,
-        w: number,
-        r: number,
-        c: number,
-        q: number,
-        n: number,
-        d: number,
-        reps: number,
-      ): number;
-    };
+  const host = await WasmHost.create(km, memory, km.heapBase);
   const base = Math.ceil(km.heapBase / 4096) * 4096;
   const src = base, dst = base + (4 << 20), q = base + (8 << 20), out = base + (9 << 20);
   const bytes = new Uint8Array(memory.buffer);
@@ -78,8 +51,8 @@ async function dots(): Promise<{ mismatches: string[]; checked: number }> {
     bytes.set(file, src);
     new Int8Array(memory.buffer, q, acts.length).set(acts);
     for (const layout of ["r4", "r16"] as TernaryLayout[]) {
-      x.bn_i2s_place(src, dst, rows, cols, file.length, LAYOUT_IDS[layout]);
-      const status = x.bn_probe_i2(KERNEL_IDS.relaxed, LAYOUT_IDS[layout], dst, rows, cols, q, n, out, 1);
+      host.placeI2s(src, dst, rows, cols, file.length, layout);
+      const status = host.probeI2("relaxed", layout, dst, rows, cols, q, n, out);
       if (status !== 0) mismatches.push(`${layout} ${rows}x${cols}: status ${status}`);
       const got = new Int32Array(memory.buffer, out, n * rows);
       for (let t = 0; t < n; t++) {
