@@ -163,7 +163,15 @@ async function runSingle(cfg: ChildConfig): Promise<SingleResult> {
     }
     log(`tg${w.tgTokens}: ${tg.decodeTokensPerSecond.toFixed(2)} tok/s`);
 
-    const grammar = await measureGrammar(engine, prompt(w.shortPrompt), w.tgTokens);
+    const bandwidthGBs = await rt.sweep(5);
+    log(`weights sweep: ${bandwidthGBs.toFixed(1)} GB/s`);
+
+    const rssBeforeKvBytes = rss();
+    touchKvCache(rt);
+    const peakRssBytes = rss();
+    // after the peak RSS: the grammar worker (XGrammar and its tokenizer info) starts only when a
+    // request asks for structured output, so what it adds is reported on its own
+    const grammar = await measureGrammar(engine, prompt(w.shortPrompt), w.tgTokens, rss);
     log(
       `grammar: init ${grammar.initMs.toFixed(0)} ms, compile ${grammar.compileSmallMs.toFixed(0)} / ` +
         `${grammar.compile200Ms.toFixed(0)} ms (3 / 200 properties), constrained tg ${
@@ -174,12 +182,6 @@ async function runSingle(cfg: ChildConfig): Promise<SingleResult> {
         }% of decode)`,
     );
 
-    const bandwidthGBs = await rt.sweep(5);
-    log(`weights sweep: ${bandwidthGBs.toFixed(1)} GB/s`);
-
-    const rssBeforeKvBytes = rss();
-    touchKvCache(rt);
-    const peakRssBytes = rss();
     return {
       mode: "single",
       nCtx: engine.info.nCtx,
@@ -213,7 +215,12 @@ export function wideSchema(n = 200): Record<string, unknown> {
 }
 
 /** Compile times, and a greedy decode of JSON strings under a grammar that never completes. */
-async function measureGrammar(engine: Engine, prompt: number[], tokens: number): Promise<GrammarResult> {
+async function measureGrammar(
+  engine: Engine,
+  prompt: number[],
+  tokens: number,
+  rss: () => number,
+): Promise<GrammarResult> {
   const grammars = engine.grammars;
   const timed = async (spec: Parameters<typeof grammars.compile>[0]) => {
     const t = performance.now();
@@ -251,6 +258,7 @@ async function measureGrammar(engine: Engine, prompt: number[], tokens: number):
     tgTokPerSec: t.decodeTokensPerSecond,
     maskMsPerToken: t.grammarMs / tokens,
     maskShare: t.decodeMs > 0 ? t.grammarMs / t.decodeMs : 0,
+    peakRssBytes: rss(),
   };
 }
 

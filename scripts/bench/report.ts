@@ -88,7 +88,7 @@ export function markdown(r: BenchResult): string {
     `tg: greedy decode of ${w.tgTokens} tokens through \`engine.generate\` (sampling and detokenizing included). ` +
     `k streams: aggregate tok/s of k concurrent greedy requests of ${w.streamTokens} tokens` +
     (multiCtx ? ` (${multiCtx.nSlots} slots x ${multiCtx.nCtx} ctx)` : "") +
-    `. peak RSS: VmHWM at ${w.singleCtx} ctx x 1 slot with the whole KV cache resident. ` +
+    `. peak RSS: VmHWM at ${w.singleCtx} ctx x 1 slot with the whole KV cache resident, before the grammar worker starts. ` +
     `bytes/token: weights + LM head + KV read at the tg run's mean position; GB/s = bytes/token x tg tok/s. ` +
     `fused: V8's revectorizer on (\`--experimental-wasm-revectorize\`: 256-bit AVX2 code for the kernels written for it).`,
     ...grammarTable(r),
@@ -223,6 +223,7 @@ function grammarTable(r: BenchResult): string[] {
     `constrained tg${r.workload.tgTokens} tok/s`,
     "mask ms/token",
     "mask % of decode",
+    "peak RSS with it",
   ];
   const line = (cells: string[]) => `| ${cells.join(" | ")} |`;
   return [
@@ -244,13 +245,16 @@ function grammarTable(r: BenchResult): string[] {
         f(g.tgTokPerSec, 2),
         f(g.maskMsPerToken, 3),
         `${f(g.maskShare * 100, 2)}%`,
+        g.peakRssBytes === undefined ? "-" : formatBytes(g.peakRssBytes),
       ]);
     }),
     "",
     "tokenizer info: grammar worker start and XGrammar's tokenizer info, once per model. compile: a schema with 3 " +
     "properties, then 200 (50 required); cached: the 200 again. constrained tg: greedy decode inside a JSON " +
     "string; mask: `timings.grammarMs` (waiting for the worker's bitmask plus applying it to the logits) per token " +
-    "and as a share of the decode time.",
+    "and as a share of the decode time. peak RSS with it: VmHWM after these runs, the grammar worker " +
+    "included (the main table's peak RSS is before it starts: the server starts it with the first " +
+    "structured-output request).",
   ];
 }
 

@@ -96,7 +96,10 @@ export interface SingleResult {
   readonly bandwidthGBs: number;
   /** VmHWM before the KV cache pages were touched. */
   readonly rssBeforeKvBytes: number;
-  /** VmHWM at the end, with every KV cache page resident (as at a full context). */
+  /**
+   * VmHWM with every KV cache page resident (as at a full context), before the grammar worker
+   * starts (it starts with the first structured-output request; `grammar.peakRssBytes` is after).
+   */
   readonly peakRssBytes: number;
   /** Constrained decoding (absent in results from before it was measured). */
   readonly grammar?: GrammarResult;
@@ -118,6 +121,8 @@ export interface GrammarResult {
   readonly maskMsPerToken: number;
   /** `timings.grammarMs` over the decode time. */
   readonly maskShare: number;
+  /** VmHWM after it all, grammar worker included (absent in results from before it was measured). */
+  readonly peakRssBytes?: number;
 }
 
 /** Aggregate decode with `streams` concurrent requests. */

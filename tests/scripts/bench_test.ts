@@ -59,6 +59,8 @@ function checkRun(run: RunResult, threads: number, revec: boolean) {
     positive(g[k], `grammar.${k}`);
   }
   positive(g.maskShare, "grammar.maskShare"); // a tiny model decodes faster than the worker answers: no bound
+  // measured after the main peak RSS: the grammar worker comes on top of it
+  assert(g.peakRssBytes! >= s.peakRssBytes, `grammar.peakRssBytes ${g.peakRssBytes} < ${s.peakRssBytes}`);
   positive(run.impliedGBs, "impliedGBs");
   positive(s.bandwidthGBs, "bandwidthGBs");
   positive(run.bandwidthFraction ?? 0, "bandwidthFraction");
