@@ -41,6 +41,13 @@ export async function runDeno(
   return stdout;
 }
 
+/** From `--trace-wasm-revectorize` output: every function V8's revectorizer looked at, fused or not. */
+export function revecFunctions(trace: string): Set<string> {
+  const seen = new Set<string>();
+  for (const m of trace.matchAll(/^Begin revec function (\S+)/gm)) seen.add(m[1]);
+  return seen;
+}
+
 /**
  * From `--trace-wasm-revectorize` output: the functions V8 decided to fuse, each with its count of
  * fused operations (`Decided to vectorize, N revectorizable nodes`).
