@@ -8,7 +8,9 @@
  * tokens past a stop string are dropped). They are found by the text as the template trims it, and
  * keep the whitespace the model wrote around it: the history is then exactly what the model wrote
  * and what its KV cache holds.
- * Least recently used replies go first once the memory holds more than `maxTokens` ids.
+ * Least recently used replies go first once the memory holds more than `maxBytes`, counted as the
+ * ids, the text key and a fixed cost per entry, so that many short replies are bounded as well as
+ * a few long ones.
  *
  * @module
  */
@@ -17,6 +19,15 @@ import type { Tokenizer } from "./tokenizer.ts";
 
 /** Tokens past the text (a stop string's) looked at. */
 const EDGE = 8;
+
+/** Default budget of a {@linkcode ReplyMemory}: thousands of long replies. */
+export const REPLY_MEMORY_BYTES = 16 * 2 ** 20;
+
+/** What one entry costs beyond its ids and key: the Map entry, the typed array and string headers. */
+const ENTRY_BYTES = 128;
+
+/** Bytes an entry is counted as: 4 per id, 2 per UTF-16 unit of its key, plus the fixed cost. */
+const entryBytes = (key: string, ids: Int32Array) => ENTRY_BYTES + 4 * ids.length + 2 * key.length;
 
 /**
  * Replies' token ids by trimmed text.
@@ -29,14 +40,14 @@ const EDGE = 8;
  * ```
  */
 export class ReplyMemory {
-  readonly maxTokens: number;
+  readonly maxBytes: number;
   readonly #tokenizer: Tokenizer;
   readonly #replies = new Map<string, Int32Array>();
-  #tokens = 0;
+  #bytes = 0;
 
-  constructor(tokenizer: Tokenizer, maxTokens = 1 << 20) {
+  constructor(tokenizer: Tokenizer, maxBytes = REPLY_MEMORY_BYTES) {
     this.#tokenizer = tokenizer;
-    this.maxTokens = maxTokens;
+    this.maxBytes = maxBytes;
   }
 
   /** Replies held. */
@@ -44,19 +55,24 @@ export class ReplyMemory {
     return this.#replies.size;
   }
 
+  /** What the replies held are counted as (never more than `maxBytes`). */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
   /** Keeps `ids` (a generated reply) for `text`, what the client received; false if they disagree. */
   remember(ids: readonly number[], text: string): boolean {
     const trimmed = pyStrip(text);
     if (!trimmed) return false;
     const kept = this.#prefix(ids, text);
-    if (!kept || kept.length > this.maxTokens) return false;
+    if (!kept || entryBytes(trimmed, kept) > this.maxBytes) return false;
     this.#drop(trimmed);
     this.#replies.set(trimmed, kept);
-    this.#tokens += kept.length;
+    this.#bytes += entryBytes(trimmed, kept);
     for (const [key, value] of this.#replies) {
-      if (this.#tokens <= this.maxTokens) break;
+      if (this.#bytes <= this.maxBytes) break;
       this.#replies.delete(key);
-      this.#tokens -= value.length;
+      this.#bytes -= entryBytes(key, value);
     }
     return true;
   }
@@ -74,7 +90,7 @@ export class ReplyMemory {
     const old = this.#replies.get(key);
     if (!old) return;
     this.#replies.delete(key);
-    this.#tokens -= old.length;
+    this.#bytes -= entryBytes(key, old);
   }
 
   /** The longest `ids[0, b)` (b within the last few) that decodes to exactly `text`; null if none. */

@@ -1,4 +1,4 @@
-import { deepStrictEqual as assertEquals } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { encodeChat } from "../../../engine/text/chat_template.ts";
 import { ReplyMemory } from "../../../engine/text/reply_memory.ts";
 import { Tokenizer } from "../../../engine/text/tokenizer.ts";
@@ -45,14 +45,36 @@ Deno.test("ReplyMemory refuses ids that do not decode to the text (stop strings,
   assertEquals(memory.size, 0);
 });
 
-Deno.test("ReplyMemory forgets the least recently used replies beyond its token budget", () => {
-  const memory = new ReplyMemory(tok, 3);
+Deno.test("ReplyMemory forgets the least recently used replies beyond its byte budget", () => {
+  // entries cost 128 + 4 per id + 2 per character of the key: AB 140, C 134, D 134
+  const memory = new ReplyMemory(tok, 140 + 134 + 133);
   memory.remember([piece("A"), piece("B")], "AB");
   memory.remember([piece("C")], "C");
+  assertEquals(memory.bytes, 274);
   memory.lookup("AB"); // AB is now the most recent
-  memory.remember([piece("D")], "D"); // 4 tokens: C goes
+  memory.remember([piece("D")], "D"); // 408 bytes: C goes
   assertEquals([memory.lookup("C"), memory.lookup("D")], [undefined, [piece("D")]]);
   assertEquals(memory.lookup("AB"), [piece("A"), piece("B")]);
+  assertEquals(memory.bytes, 274);
+  // a reply bigger than the whole budget is not kept, and evicts nothing
+  const long = "the jury said ".repeat(10).trim();
+  assertEquals(memory.remember(tok.encode(long, { addBos: false }), long), false);
+  assertEquals([memory.size, memory.bytes], [2, 274]);
+});
+
+Deno.test("ReplyMemory stays within its budget under many short distinct replies", () => {
+  const memory = new ReplyMemory(tok, 64 * 1024);
+  let kept = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const text = `r${i}`;
+    if (memory.remember(tok.encode(text, { addBos: false }), text)) kept++;
+    assert(memory.bytes <= memory.maxBytes, `${memory.bytes} bytes after ${i + 1} replies`);
+  }
+  assertEquals(kept, 20_000);
+  assert(memory.size < 500, `${memory.size} replies held`);
+  // the most recent are the ones kept
+  assertEquals(memory.lookup("r19999"), tok.encode("r19999", { addBos: false }));
+  assertEquals(memory.lookup("r0"), undefined);
 });
 
 Deno.test("encodeChat() tokenizes a reply apart from 'Assistant: ' and takes known reply ids", () => {
