@@ -1,5 +1,5 @@
 /**
- * A small seeded PRNG (mulberry32) for scripts and tests: benchmark prompts, property tests, data
+ * Small seeded PRNGs (mulberry32, splitmix32) for scripts and tests: benchmark prompts, property tests, data
  * shuffles. Not for sampling (the engine's sampler owns its xoshiro128** stream).
  *
  * @example
@@ -17,5 +17,28 @@ export function mulberry32(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * splitmix32: a seeded stream of uint32 values (one independent stream per seed; the synthetic
+ * models' tensors and the kernel tests' inputs are made with it).
+ *
+ * @example
+ * ```ts
+ * import { splitmix32 } from "./_prng.ts";
+ * const next = splitmix32(7);
+ * next(); // an integer in [0, 2^32), the same on every run
+ * ```
+ */
+export function splitmix32(seed: number): () => number {
+  let state = seed | 0;
+  return () => {
+    state = (state + 0x9e3779b9) | 0;
+    let t = state ^ (state >>> 16);
+    t = Math.imul(t, 0x21f0aaad);
+    t ^= t >>> 15;
+    t = Math.imul(t, 0x735a2d97);
+    return (t ^ (t >>> 15)) >>> 0;
   };
 }

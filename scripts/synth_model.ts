@@ -25,6 +25,7 @@ import { GGML_TYPE } from "../engine/format/ggml_types.ts";
 import { type GgufTensorSpec, type GgufTypedValue, writeGguf } from "../engine/format/gguf_writer.ts";
 import { packI2S, packTQ1, packTQ2, quantizeQ8_0 } from "../engine/format/ternary_pack.ts";
 import { BYTE_TO_CHAR } from "../engine/text/byte_unicode.ts";
+import { splitmix32 } from "./_prng.ts";
 
 /** Everything that decides the generated file. */
 export interface SynthOptions {
@@ -349,11 +350,11 @@ function modelTensors(o: SynthOptions): GgufTensorSpec[] {
 
 /** Uniform trits (one third zeros) times one scale β in [0.5, 2], rounded to f16 so every layout holds it exactly. */
 function ternaryWeights(type: SynthOptions["type"], n: number, rng: Rng): Uint8Array {
-  const beta = Math.f16round(0.5 + 1.5 * (rng.next() / 2 ** 32));
+  const beta = Math.f16round(0.5 + 1.5 * (rng() / 2 ** 32));
   const trits = new Int8Array(n + 4);
   const digits = TRIT_DIGITS;
   for (let i = 0; i < n;) {
-    const r = rng.next();
+    const r = rng();
     for (let s = 0; s < 32; s += 8) {
       const b = (r >>> s) & 255;
       if (b >= 243) continue; // 3^5 = 243: keep the five base-3 digits uniform
@@ -377,7 +378,7 @@ const TRIT_DIGITS = (() => {
 
 function normWeights(n: number, rng: Rng): Uint8Array {
   const w = new Float32Array(n);
-  for (let i = 0; i < n; i++) w[i] = 1 + 0.2 * (rng.next() / 2 ** 32 - 0.5);
+  for (let i = 0; i < n; i++) w[i] = 1 + 0.2 * (rng() / 2 ** 32 - 0.5);
   return new Uint8Array(w.buffer);
 }
 
@@ -385,8 +386,8 @@ function normWeights(n: number, rng: Rng): Uint8Array {
 function* embeddingChunks(o: SynthOptions, rng: Rng): Generator<Uint8Array> {
   const table = new Float16Array(4096);
   for (let i = 0; i < table.length; i += 2) {
-    const u = (rng.next() + 1) / (2 ** 32 + 1);
-    const v = rng.next() / 2 ** 32;
+    const u = (rng() + 1) / (2 ** 32 + 1);
+    const v = rng() / 2 ** 32;
     const r = 0.02 * Math.sqrt(-2 * Math.log(u));
     table[i] = r * Math.cos(2 * Math.PI * v);
     table[i + 1] = r * Math.sin(2 * Math.PI * v);
@@ -397,7 +398,7 @@ function* embeddingChunks(o: SynthOptions, rng: Rng): Generator<Uint8Array> {
     const n = Math.min(rows, o.nVocab - row) * o.dim;
     const out = new Uint16Array(n);
     for (let i = 0; i < n; i += 2) {
-      const r = rng.next();
+      const r = rng();
       out[i] = bits[r & 4095];
       if (i + 1 < n) out[i + 1] = bits[(r >>> 12) & 4095];
     }
@@ -405,26 +406,13 @@ function* embeddingChunks(o: SynthOptions, rng: Rng): Generator<Uint8Array> {
   }
 }
 
-/** splitmix32: a tiny, fast, seedable generator (one independent stream per tensor). */
-class Rng {
-  #state: number;
-  constructor(seed: number) {
-    this.#state = seed | 0;
-  }
-  next(): number {
-    this.#state = (this.#state + 0x9e3779b9) | 0;
-    let t = this.#state ^ (this.#state >>> 16);
-    t = Math.imul(t, 0x21f0aaad);
-    t ^= t >>> 15;
-    t = Math.imul(t, 0x735a2d97);
-    return (t ^ (t >>> 15)) >>> 0;
-  }
-}
+/** One uint32 stream per tensor ({@linkcode splitmix32}). */
+type Rng = () => number;
 
 function streamFor(seed: number, name: string): Rng {
   let h = 0x811c9dc5 ^ Math.imul(seed | 0, 0x9e3779b1) ^ Math.floor(seed / 2 ** 32);
   for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
-  return new Rng(h);
+  return splitmix32(h);
 }
 
 function oneOf(flag: string, value: string, allowed: readonly string[]): void {

@@ -1,7 +1,9 @@
 /**
  * Shared setup of the single-op kernel tests: a host instance of each build over a small shared
- * memory with a bump allocator, a seeded generator, and f32 emulation helpers.
+ * memory with a bump allocator, a seeded generator, f32 emulation helpers and a check of logits rows.
  */
+import { equal } from "node:assert/strict";
+import { splitmix32 } from "../../scripts/_prng.ts";
 import { compileKernel, KERNEL_IDS, type KernelVariant, WasmHost } from "../../wasm/loader.ts";
 
 /** A host instance over its own memory: `alloc` hands out 64-byte aligned regions after the stack. */
@@ -36,16 +38,10 @@ export function variantsOf(build: "simd128" | "relaxed"): { name: KernelVariant;
   return [{ name: "ref", id: KERNEL_IDS.ref }, { name: build, id: KERNEL_IDS[build] }];
 }
 
-/** A seeded generator in [0, 1). */
+/** A seeded generator in [0, 1) ({@linkcode splitmix32} over 2^32). */
 export function rng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x9e3779b9) | 0;
-    let t = seed ^ (seed >>> 16);
-    t = Math.imul(t, 0x21f0aaad);
-    t ^= t >>> 15;
-    t = Math.imul(t, 0x735a2d97);
-    return ((t ^ (t >>> 15)) >>> 0) / 2 ** 32;
-  };
+  const next = splitmix32(seed);
+  return () => next() / 2 ** 32;
 }
 
 /** The canonical float reduction (kernels/bn_impl.h, bn_fold16) over f32 terms, emulated. */
@@ -61,4 +57,25 @@ export function canonicalSum(terms: (i: number) => number, n: number): number {
 export function sameF32(a: number, b: number): boolean {
   const x = new Float32Array([a, b]), u = new Uint32Array(x.buffer);
   return u[0] === u[1];
+}
+
+/**
+ * Checks logits of rows [v0, v1) against `want` bit for bit, and that every row outside the range
+ * kept the NaN the caller filled `logits` with (a kernel must not write past its rows).
+ */
+export function assertRows(
+  logits: Float32Array,
+  want: ArrayLike<number>,
+  v0: number,
+  v1: number,
+  label: string,
+): void {
+  for (let v = 0; v < logits.length; v++) {
+    const inside = v >= v0 && v < v1;
+    equal(
+      inside ? sameF32(logits[v], want[v]) : Number.isNaN(logits[v]),
+      true,
+      `${label} rows [${v0}, ${v1}) row ${v}: ${logits[v]} vs ${want[v]}`,
+    );
+  }
 }

@@ -6,7 +6,7 @@
  * more (the exact fallback), and ranges that start or end anywhere.
  */
 import { equal, throws } from "node:assert/strict";
-import { canonicalSum, probe, rng, sameF32, variantsOf } from "./_probe.ts";
+import { assertRows, canonicalSum, probe, rng, variantsOf } from "./_probe.ts";
 
 /** An F16 [nv][dim] matrix: gaussian values, some subnormals and zeros, and `big` rows of 64 and more. */
 function matrix(seed: number, nv: number, dim: number, big: readonly number[]): Uint16Array {
@@ -63,16 +63,7 @@ for (const build of ["simd128", "relaxed"] as const) {
             const logits = new Float32Array(p.memory.buffer, out, nv);
             logits.fill(NaN);
             p.host.headF16p(id, w, dim, v0, v1, x, hxs, out, nv);
-            for (let v = 0; v < nv; v++) {
-              const inside = v >= v0 && v < v1;
-              equal(
-                inside ? sameF32(logits[v], want[v]) : Number.isNaN(logits[v]),
-                true,
-                `${name} nv ${nv} dim ${dim} x*${scale} rows [${v0}, ${v1}) row ${v}: ${logits[v]} vs ${
-                  want[v]
-                }`,
-              );
-            }
+            assertRows(logits, want, v0, v1, `${name} nv ${nv} dim ${dim} x*${scale}`);
           }
         }
       }

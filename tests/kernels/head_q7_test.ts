@@ -6,8 +6,7 @@
  * lanes, folded (0+2)+(1+3). Bit for bit, every variant, odd vocabularies (rows past the last four)
  * and ranges that start or end inside a group of four.
  */
-import { equal } from "node:assert/strict";
-import { probe, rng, sameF32, variantsOf } from "./_probe.ts";
+import { assertRows, probe, rng, variantsOf } from "./_probe.ts";
 
 const f = Math.fround;
 const rint = (x: number) => {
@@ -70,14 +69,7 @@ for (const build of ["simd128", "relaxed"] as const) {
           const logits = new Float32Array(p.memory.buffer, out, nv);
           logits.fill(NaN);
           p.host.headQ7(id, dst, dim, v0, v1, y, scratch, out, nv);
-          for (let v = 0; v < nv; v++) {
-            const inside = v >= v0 && v < v1;
-            equal(
-              inside ? sameF32(logits[v], want[v]) : Number.isNaN(logits[v]),
-              true,
-              `${name} nv ${nv} dim ${dim} rows [${v0}, ${v1}) row ${v}: ${logits[v]} vs ${want[v]}`,
-            );
-          }
+          assertRows(logits, want, v0, v1, `${name} nv ${nv} dim ${dim}`);
         }
       }
     }

@@ -6,20 +6,10 @@
 import { deepStrictEqual as assertEquals, equal } from "node:assert/strict";
 import { packI2S } from "../../engine/format/ternary_pack.ts";
 import { runMatmul } from "../_kernel_harness.ts";
+import { rng } from "./_probe.ts";
 import { planMemory } from "../../engine/model/memory_plan.ts";
 import { compileKernel } from "../../wasm/loader.ts";
 import type { KernelVariant, TernaryLayout } from "../../wasm/loader.ts";
-
-function rng(seed: number) {
-  return () => {
-    seed = (seed + 0x9e3779b9) | 0;
-    let t = seed ^ (seed >>> 16);
-    t = Math.imul(t, 0x21f0aaad);
-    t ^= t >>> 15;
-    t = Math.imul(t, 0x735a2d97);
-    return ((t ^ (t >>> 15)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** f32.nearest */
 function rint(x: number): number {
